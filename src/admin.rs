@@ -1,0 +1,102 @@
+//! The admin listener (loopback by default): health, readiness, metrics, and the bearer-token API.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::sync::watch;
+
+use crate::config::Secret;
+use crate::ingest::error::json;
+use crate::metrics::Metrics;
+use crate::queue::{Backend, Queue};
+
+/// What the admin endpoints read.
+pub struct Admin {
+    pub token: Option<Secret>,
+    pub metrics: Arc<Metrics>,
+    pub queue: Backend,
+    pub routes: Vec<String>,
+    /// Turns true when shutdown starts, so `/readyz` tells load balancers to stop sending.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Admin {
+    /// Answers one admin request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+            (&Method::GET, "/readyz") if *self.shutdown.borrow() => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"draining"}"#.into(),
+            ),
+            (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+            (&Method::GET, "/metrics") => self.metrics_text(),
+            (_, p) if p.starts_with("/admin/") => self.api(&req),
+            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        }
+    }
+
+    fn metrics_text(&self) -> Response<Full<Bytes>> {
+        for r in &self.routes {
+            self.metrics.set_queue_depth(r, self.queue.depth(r));
+        }
+        let mut resp = Response::new(Full::new(Bytes::from(self.metrics.render())));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        resp
+    }
+
+    fn api(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if !self.authorized(req) {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"unauthorized"}"#.into(),
+            );
+        }
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/admin/routes") => {
+                let routes: Vec<_> = self
+                    .routes
+                    .iter()
+                    .map(|r| serde_json::json!({ "route": r, "queue_depth": self.queue.depth(r) }))
+                    .collect();
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "routes": routes }).to_string(),
+                )
+            }
+            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        }
+    }
+
+    /// Constant-time bearer check; no token configured means the API is off.
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return false;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.expose())
+    }
+}
+
+/// Compares without an early exit, so the answer time does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

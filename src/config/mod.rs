@@ -1,0 +1,315 @@
+//! Configuration: `raw` mirrors the TOML file, this module validates it into typed values.
+//!
+//! Every error names the file, the key and the problem, so `hookgate check` reads like `nginx -t`.
+//! Relative paths (certificates, data directory, `file:` secrets) are resolved against the config
+//! file's directory, so the gateway behaves the same whatever directory it is started from.
+
+mod raw;
+mod route;
+pub mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use route::{RateLimit, RetryPolicy, Route, Upstream};
+pub use secret::Secret;
+
+/// A config file that failed to load; the message names file, key and problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown or a value has the wrong type.
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    /// A value parsed but makes no sense.
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub routes: Vec<Route>,
+    /// Non-fatal findings (e.g. literal secrets), logged once tracing is up.
+    pub warnings: Vec<String>,
+}
+
+/// The public listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `None` only with `insecure_http = true`.
+    pub tls: Option<TlsConfig>,
+    pub body_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub shutdown_grace: Duration,
+}
+
+/// Certificate and key PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Create a self-signed development pair when both files are missing.
+    pub dev_self_signed: bool,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/*`; without one the admin API is off (health stays on).
+    pub token: Option<Secret>,
+}
+
+/// Which storage backend holds dedup records and the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// redb files under `path`: one process, no server needed.
+    Embedded,
+}
+
+/// `[storage]`, typed.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: String,
+    pub dedup_ttl: Duration,
+    /// How long an in-flight claim blocks the same id (a crash frees it after this).
+    pub claim_ttl: Duration,
+}
+
+impl Config {
+    /// Reads and validates `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Validates `text` as if read from `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut cx = Cx {
+            file: file.to_path_buf(),
+            base,
+            warnings: Vec::new(),
+        };
+        let server = server(&cx, raw.server)?;
+        let admin = admin(&mut cx, raw.admin)?;
+        let storage = storage(&cx, raw.storage)?;
+        let routes = route::routes(&mut cx, raw.routes)?;
+        Ok(Config {
+            source: file.into(),
+            server,
+            admin,
+            storage,
+            routes,
+            warnings: cx.warnings,
+        })
+    }
+}
+
+/// Validation context: where errors point and where relative paths start.
+pub(crate) struct Cx {
+    file: PathBuf,
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Cx {
+    fn err(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        let (key, problem) = (key.into(), problem.into());
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key,
+            problem,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.base.join(p)
+    }
+
+    fn duration(&self, key: &str, v: &str) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(v).map_err(|e| {
+            self.err(
+                key,
+                format!("bad duration {v:?} ({e}); write e.g. \"30s\", \"5m\", \"24h\""),
+            )
+        })
+    }
+
+    fn positive_duration(&self, key: &str, v: &str) -> Result<Duration, ConfigError> {
+        match self.duration(key, v)? {
+            d if d.is_zero() => Err(self.err(key, "must be greater than zero")),
+            d => Ok(d),
+        }
+    }
+
+    fn size(&self, key: &str, v: &str) -> Result<u64, ConfigError> {
+        match v.parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
+            Ok(_) => Err(self.err(key, "must be greater than zero")),
+            Err(e) => Err(self.err(
+                key,
+                format!("bad size {v:?} ({e}); write e.g. \"64KiB\", \"25MB\""),
+            )),
+        }
+    }
+
+    fn addr(&self, key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+        v.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("bad socket address {v:?}; write e.g. \"0.0.0.0:8443\""),
+            )
+        })
+    }
+
+    fn cidrs(&self, key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| self.cidr(&format!("{key}[{i}]"), v))
+            .collect()
+    }
+
+    fn cidr(&self, key: &str, v: &str) -> Result<IpNet, ConfigError> {
+        v.parse::<IpNet>()
+            .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| self.err(key, format!("bad CIDR or IP {v:?}")))
+    }
+
+    /// Resolves `env:NAME`, `file:PATH` or a literal (warned: it ends up in version control).
+    fn secret(&mut self, key: &str, v: &str) -> Result<Secret, ConfigError> {
+        let bytes = if let Some(name) = v.strip_prefix("env:") {
+            std::env::var(name)
+                .map_err(|_| self.err(key, format!("environment variable {name} is not set")))?
+                .into_bytes()
+        } else if let Some(p) = v.strip_prefix("file:") {
+            let text = std::fs::read_to_string(self.path(p))
+                .map_err(|e| self.err(key, format!("cannot read secret file {p}: {e}")))?;
+            text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()
+        } else {
+            self.warnings.push(format!(
+                "{}: {key}: literal secret in the config file; use env:NAME or file:PATH in production",
+                self.file.display()
+            ));
+            v.as_bytes().to_vec()
+        };
+        if bytes.is_empty() {
+            return Err(self.err(key, "secret is empty"));
+        }
+        Ok(Secret::new(bytes))
+    }
+}
+
+fn server(cx: &Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
+    let tls = match (raw.tls, raw.insecure_http) {
+        (Some(t), _) => Some(tls(cx, t)?),
+        (None, true) => None,
+        (None, false) => {
+            return Err(cx.err(
+                "server.tls",
+                "required (set insecure_http = true for plain HTTP)",
+            ));
+        }
+    };
+    if raw.max_connections == 0 {
+        return Err(cx.err("server.max_connections", "must be at least 1"));
+    }
+    Ok(ServerConfig {
+        listen: cx.addr("server.listen", &raw.listen)?,
+        tls,
+        body_timeout: cx.positive_duration("server.body_timeout", &raw.body_timeout)?,
+        header_timeout: cx.positive_duration("server.header_timeout", &raw.header_timeout)?,
+        max_connections: raw.max_connections,
+        trusted_proxies: cx.cidrs("server.trusted_proxies", &raw.trusted_proxies)?,
+        shutdown_grace: cx.duration("server.shutdown_grace", &raw.shutdown_grace)?,
+    })
+}
+
+fn tls(cx: &Cx, raw: raw::RawTls) -> Result<TlsConfig, ConfigError> {
+    let (cert, key) = (cx.path(&raw.cert), cx.path(&raw.key));
+    let dev_pending = raw.dev_self_signed && !cert.exists() && !key.exists();
+    if !dev_pending {
+        for (k, p) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
+            if !p.is_file() {
+                return Err(cx.err(k, format!("file {} not found", p.display())));
+            }
+        }
+    }
+    Ok(TlsConfig {
+        cert,
+        key,
+        dev_self_signed: raw.dev_self_signed,
+    })
+}
+
+fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let token = raw
+        .token
+        .map(|t| cx.secret("admin.token", &t))
+        .transpose()?;
+    Ok(AdminConfig {
+        listen: cx.addr("admin.listen", &raw.listen)?,
+        token,
+    })
+}
+
+fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, ConfigError> {
+    let backend = match raw.backend.as_str() {
+        "embedded" => Backend::Embedded,
+        "redis" => {
+            return Err(cx.err(
+                "storage.backend",
+                "\"redis\" is not available in this build yet; use \"embedded\"",
+            ));
+        }
+        other => {
+            return Err(cx.err(
+                "storage.backend",
+                format!("unknown backend {other:?}; use \"embedded\" or \"redis\""),
+            ));
+        }
+    };
+    if !raw.redis_url.starts_with("redis://") && !raw.redis_url.starts_with("rediss://") {
+        return Err(cx.err("storage.redis_url", "must start with redis:// or rediss://"));
+    }
+    Ok(StorageConfig {
+        backend,
+        path: cx.path(&raw.path),
+        redis_url: raw.redis_url,
+        dedup_ttl: cx.positive_duration("storage.dedup_ttl", &raw.dedup_ttl)?,
+        claim_ttl: cx.positive_duration("storage.claim_ttl", &raw.claim_ttl)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

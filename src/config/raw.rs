@@ -1,0 +1,220 @@
+//! The TOML file as written: strings where the user writes strings, defaults filled in.
+//!
+//! Unknown keys are refused (`deny_unknown_fields`) so a typo is an error, not a silently ignored
+//! setting. Nothing outside `config` sees these types: `Config::from_raw` turns them into typed values.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`: the public listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub insecure_http: bool,
+    #[serde(default = "d_body_timeout")]
+    pub body_timeout: String,
+    #[serde(default = "d_header_timeout")]
+    pub header_timeout: String,
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "d_grace")]
+    pub shutdown_grace: String,
+}
+
+/// `server.tls`: PEM files; `dev_self_signed` creates a throwaway pair when both are missing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub dev_self_signed: bool,
+}
+
+/// `[admin]`: health, readiness, metrics and the bearer-token API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "d_admin_listen")]
+    pub listen: String,
+    pub token: Option<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: d_admin_listen(),
+            token: None,
+        }
+    }
+}
+
+/// `[storage]`: where dedup records and the queue live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    #[serde(default = "d_backend")]
+    pub backend: String,
+    #[serde(default = "d_path")]
+    pub path: String,
+    #[serde(default = "d_redis_url")]
+    pub redis_url: String,
+    #[serde(default = "d_dedup_ttl")]
+    pub dedup_ttl: String,
+    #[serde(default = "d_claim_ttl")]
+    pub claim_ttl: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            backend: d_backend(),
+            path: d_path(),
+            redis_url: d_redis_url(),
+            dedup_ttl: d_dedup_ttl(),
+            claim_ttl: d_claim_ttl(),
+        }
+    }
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub scheme: String,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default = "d_tolerance")]
+    pub tolerance: String,
+    #[serde(default = "d_max_body")]
+    pub max_body: String,
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub retry: RawRetry,
+    pub forward_secret: Option<String>,
+}
+
+/// `route.rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rps: u32,
+    pub burst: Option<u32>,
+    pub per_ip_rps: Option<u32>,
+}
+
+/// `route.upstream`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default = "d_upstream_timeout")]
+    pub timeout: String,
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "d_suspend_after")]
+    pub suspend_after: u32,
+}
+
+/// `route.retry`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default = "d_schedule")]
+    pub schedule: Vec<String>,
+    #[serde(default = "d_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            schedule: d_schedule(),
+            max_attempts: d_max_attempts(),
+        }
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+fn d_listen() -> String {
+    s("0.0.0.0:8443")
+}
+fn d_admin_listen() -> String {
+    s("127.0.0.1:9090")
+}
+fn d_body_timeout() -> String {
+    s("10s")
+}
+fn d_header_timeout() -> String {
+    s("10s")
+}
+fn d_max_connections() -> usize {
+    10_000
+}
+fn d_grace() -> String {
+    s("30s")
+}
+fn d_backend() -> String {
+    s("embedded")
+}
+fn d_path() -> String {
+    s("data")
+}
+fn d_redis_url() -> String {
+    s("redis://127.0.0.1:6379")
+}
+fn d_dedup_ttl() -> String {
+    s("24h")
+}
+fn d_claim_ttl() -> String {
+    s("30s")
+}
+fn d_tolerance() -> String {
+    s("5m")
+}
+// The seeds' senders cap payloads at 64 KB; routes for bigger senders (GitHub: 25 MB) raise it.
+fn d_max_body() -> String {
+    s("64KiB")
+}
+fn d_upstream_timeout() -> String {
+    s("30s")
+}
+fn d_concurrency() -> usize {
+    16
+}
+fn d_suspend_after() -> u32 {
+    10
+}
+// The providers' own schedule (seeds/004): 30 s, 5 min, 30 min, 2 h, failed after 5 attempts.
+fn d_schedule() -> Vec<String> {
+    ["30s", "5m", "30m", "2h"].map(s).to_vec()
+}
+fn d_max_attempts() -> u32 {
+    5
+}

@@ -1,0 +1,200 @@
+//! `[[route]]` validation: path, scheme and secrets, limits, upstream and retry policy.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::{RawRateLimit, RawRetry, RawRoute, RawUpstream};
+use super::{ConfigError, Cx, Secret};
+use crate::verify::{self, BuildError, Scheme};
+
+/// One webhook endpoint: what it accepts and where verified events go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    /// Matched against the `Host` header (port ignored) when set.
+    pub host: Option<String>,
+    pub scheme_name: String,
+    pub scheme: Arc<dyn Scheme>,
+    pub max_body: u64,
+    pub rate_limit: Option<RateLimit>,
+    /// Source networks allowed to post; empty means everyone.
+    pub allow_ips: Vec<IpNet>,
+    pub upstream: Upstream,
+    pub retry: RetryPolicy,
+    pub forward_secret: Option<Secret>,
+}
+
+/// Requests per second per route and per client IP.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub rps: u32,
+    pub burst: u32,
+    pub per_ip_rps: Option<u32>,
+}
+
+/// Where and how verified events are delivered.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: http::Uri,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub suspend_after: u32,
+}
+
+/// Delay before attempt n+1 is `schedule[min(n-1, len-1)]`; after `max_attempts` the event is dead.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub schedule: Vec<Duration>,
+    pub max_attempts: u32,
+}
+
+pub(super) fn routes(cx: &mut Cx, raw: Vec<RawRoute>) -> Result<Vec<Route>, ConfigError> {
+    if raw.is_empty() {
+        return Err(cx.err("route", "at least one [[route]] is required"));
+    }
+    let (mut names, mut paths) = (HashSet::new(), HashSet::new());
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("route[{i}]");
+        if !names.insert(r.name.clone()) {
+            return Err(cx.err(
+                format!("{key}.name"),
+                format!("duplicate route name {:?}", r.name),
+            ));
+        }
+        if !paths.insert((r.host.clone(), r.path.clone())) {
+            return Err(cx.err(
+                format!("{key}.path"),
+                format!("duplicate route path {:?}", r.path),
+            ));
+        }
+        out.push(route(cx, &key, r)?);
+    }
+    Ok(out)
+}
+
+fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(cx.err(
+            format!("{key}.name"),
+            "use letters, digits, '-', '_' or '.'",
+        ));
+    }
+    if !r.path.starts_with('/') {
+        return Err(cx.err(format!("{key}.path"), "must start with '/'"));
+    }
+    let scheme = scheme(cx, key, &r)?;
+    Ok(Route {
+        scheme,
+        max_body: cx.size(&format!("{key}.max_body"), &r.max_body)?,
+        rate_limit: r.rate_limit.map(|l| rate_limit(cx, key, l)).transpose()?,
+        allow_ips: cx.cidrs(&format!("{key}.allow_ips"), &r.allow_ips)?,
+        upstream: upstream(cx, key, r.upstream)?,
+        retry: retry(cx, key, r.retry)?,
+        forward_secret: r
+            .forward_secret
+            .map(|s| cx.secret(&format!("{key}.forward_secret"), &s))
+            .transpose()?,
+        name: r.name,
+        path: r.path,
+        host: r.host.map(|h| h.to_ascii_lowercase()),
+        scheme_name: r.scheme,
+    })
+}
+
+fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Scheme>, ConfigError> {
+    let tolerance = cx.positive_duration(&format!("{key}.tolerance"), &r.tolerance)?;
+    let mut secrets = Vec::with_capacity(r.secrets.len());
+    for (i, s) in r.secrets.iter().enumerate() {
+        secrets.push(cx.secret(&format!("{key}.secrets[{i}]"), s)?);
+    }
+    verify::build(&r.scheme, secrets, tolerance)
+        .map(Arc::from)
+        .map_err(|e| match e {
+            BuildError::UnknownScheme(name) => cx.err(
+                format!("{key}.scheme"),
+                format!(
+                    "unknown scheme {name:?}; known: {}",
+                    verify::SCHEMES.join(", ")
+                ),
+            ),
+            BuildError::NoSecrets => {
+                cx.err(format!("{key}.secrets"), "at least one secret is required")
+            }
+            BuildError::BadSecret { index, reason } => {
+                cx.err(format!("{key}.secrets[{index}]"), reason)
+            }
+        })
+}
+
+fn rate_limit(cx: &Cx, key: &str, l: RawRateLimit) -> Result<RateLimit, ConfigError> {
+    if l.rps == 0 || l.burst == Some(0) || l.per_ip_rps == Some(0) {
+        return Err(cx.err(
+            format!("{key}.rate_limit"),
+            "rates and burst must be at least 1",
+        ));
+    }
+    Ok(RateLimit {
+        rps: l.rps,
+        burst: l.burst.unwrap_or(l.rps),
+        per_ip_rps: l.per_ip_rps,
+    })
+}
+
+fn upstream(cx: &Cx, key: &str, u: RawUpstream) -> Result<Upstream, ConfigError> {
+    let k = format!("{key}.upstream");
+    let url: http::Uri = u
+        .url
+        .parse()
+        .map_err(|e| cx.err(format!("{k}.url"), format!("bad URL {:?}: {e}", u.url)))?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        return Err(cx.err(
+            format!("{k}.url"),
+            format!("{:?} must be an absolute http:// or https:// URL", u.url),
+        ));
+    }
+    if u.concurrency == 0 {
+        return Err(cx.err(format!("{k}.concurrency"), "must be at least 1"));
+    }
+    if u.suspend_after == 0 {
+        return Err(cx.err(format!("{k}.suspend_after"), "must be at least 1"));
+    }
+    let timeout = cx.positive_duration(&format!("{k}.timeout"), &u.timeout)?;
+    Ok(Upstream {
+        url,
+        timeout,
+        concurrency: u.concurrency,
+        suspend_after: u.suspend_after,
+    })
+}
+
+fn retry(cx: &Cx, key: &str, r: RawRetry) -> Result<RetryPolicy, ConfigError> {
+    if r.max_attempts == 0 {
+        return Err(cx.err(format!("{key}.retry.max_attempts"), "must be at least 1"));
+    }
+    if r.schedule.is_empty() && r.max_attempts > 1 {
+        return Err(cx.err(
+            format!("{key}.retry.schedule"),
+            "needs at least one delay when max_attempts > 1",
+        ));
+    }
+    let schedule = r
+        .schedule
+        .iter()
+        .enumerate()
+        .map(|(i, d)| cx.duration(&format!("{key}.retry.schedule[{i}]"), d))
+        .collect::<Result<_, _>>()?;
+    Ok(RetryPolicy {
+        schedule,
+        max_attempts: r.max_attempts,
+    })
+}

@@ -1,0 +1,183 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+insecure_http = true
+[storage]
+path = "data"
+[[route]]
+name = "stripe"
+path = "/webhooks/stripe"
+scheme = "stripe"
+secrets = ["whsec_test_literal"]
+upstream = { url = "http://127.0.0.1:3000/hooks" }
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/hookgate/test.toml"), text)
+}
+
+/// Loads `text` expecting failure; returns the message.
+fn refused(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_refused(text: &str, key: &str, words: &str) {
+    let msg = refused(text);
+    assert!(
+        msg.starts_with("/etc/hookgate/test.toml:"),
+        "no file in {msg:?}"
+    );
+    assert!(msg.contains(key), "key {key:?} missing in {msg:?}");
+    assert!(msg.contains(words), "{words:?} missing in {msg:?}");
+}
+
+#[test]
+fn good_config_has_typed_defaults() {
+    let c = load(GOOD).unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.max_body, 64 * 1024);
+    assert_eq!(r.retry.max_attempts, 5);
+    assert_eq!(r.retry.schedule[1], Duration::from_secs(300));
+    assert_eq!(r.upstream.timeout, Duration::from_secs(30));
+    assert_eq!(r.upstream.concurrency, 16);
+    assert_eq!(c.storage.dedup_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.storage.path, Path::new("/etc/hookgate/data"));
+    assert_eq!(c.warnings.len(), 1, "the literal secret is warned about");
+    assert!(
+        !c.warnings[0].contains("whsec_test_literal"),
+        "a warning leaked the secret"
+    );
+}
+
+#[test]
+fn unknown_key_is_refused() {
+    let msg = refused(&GOOD.replace("insecure_http", "lisen = \"x\"\ninsecure_http"));
+    assert!(
+        msg.contains("unknown field") && msg.contains("lisen"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_env_secret_is_refused() {
+    let text = GOOD.replace("whsec_test_literal", "env:HOOKGATE_TEST_SURELY_UNSET");
+    assert_refused(
+        &text,
+        "route[0].secrets[0]",
+        "HOOKGATE_TEST_SURELY_UNSET is not set",
+    );
+}
+
+#[test]
+fn missing_secret_file_is_refused() {
+    let text = GOOD.replace("whsec_test_literal", "file:no/such/secret");
+    assert_refused(&text, "route[0].secrets[0]", "cannot read secret file");
+}
+
+#[test]
+fn bad_duration_is_refused() {
+    let text = GOOD.replace("path = \"data\"", "dedup_ttl = \"24 parsecs\"");
+    assert_refused(&text, "storage.dedup_ttl", "bad duration");
+}
+
+#[test]
+fn bad_size_is_refused() {
+    let text = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\nmax_body = \"lots\"",
+    );
+    assert_refused(&text, "route[0].max_body", "bad size");
+}
+
+#[test]
+fn duplicate_route_path_is_refused() {
+    let second = GOOD
+        .split("[[route]]")
+        .nth(1)
+        .unwrap()
+        .replace("\"stripe\"\npath", "\"other\"\npath");
+    let text = format!("{GOOD}\n[[route]]{second}");
+    assert_refused(&text, "route[1].path", "duplicate route path");
+}
+
+#[test]
+fn unknown_scheme_is_refused() {
+    let text = GOOD.replace("scheme = \"stripe\"", "scheme = \"carrier-pigeon\"");
+    assert_refused(&text, "route[0].scheme", "unknown scheme");
+}
+
+#[test]
+fn missing_cert_is_refused() {
+    let text = GOOD.replace(
+        "insecure_http = true",
+        "tls = { cert = \"nope.crt\", key = \"nope.key\" }",
+    );
+    assert_refused(&text, "server.tls.cert", "not found");
+}
+
+#[test]
+fn plain_http_needs_opt_in() {
+    let text = GOOD.replace("insecure_http = true", "");
+    assert_refused(&text, "server.tls", "insecure_http");
+}
+
+#[test]
+fn bad_upstream_url_is_refused() {
+    let text = GOOD.replace("http://127.0.0.1:3000/hooks", "ftp://example.com/x");
+    assert_refused(&text, "route[0].upstream.url", "http://");
+}
+
+#[test]
+fn empty_secrets_are_refused() {
+    let text = GOOD.replace("[\"whsec_test_literal\"]", "[]");
+    assert_refused(&text, "route[0].secrets", "at least one secret");
+}
+
+#[test]
+fn zero_concurrency_is_refused() {
+    let text = GOOD.replace(
+        "url = \"http://127.0.0.1:3000/hooks\"",
+        "url = \"http://127.0.0.1:3000/hooks\", concurrency = 0",
+    );
+    assert_refused(&text, "route[0].upstream.concurrency", "at least 1");
+}
+
+#[test]
+fn bad_listen_address_is_refused() {
+    let text = GOOD.replace("127.0.0.1:8443", "localhost");
+    assert_refused(&text, "server.listen", "bad socket address");
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    let msg = refused(&GOOD.replace("insecure_http = true", "insecure_http = \"yes\""));
+    assert!(msg.contains("insecure_http"), "{msg}");
+}
+
+#[test]
+fn bad_cidr_is_refused() {
+    let text = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\nallow_ips = [\"10.0.0.0/99\"]",
+    );
+    assert_refused(&text, "route[0].allow_ips[0]", "bad CIDR");
+}
+
+#[test]
+fn no_routes_is_refused() {
+    let text = GOOD.split("[[route]]").next().unwrap();
+    assert_refused(text, "route", "at least one");
+}
+
+#[test]
+fn secrets_never_appear_in_debug() {
+    let c = load(GOOD).unwrap();
+    assert!(!format!("{c:?}").contains("whsec_test_literal"));
+}

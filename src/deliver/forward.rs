@@ -1,0 +1,188 @@
+//! One delivery attempt: the request the upstream receives (SPEC §4) and how its answer is judged.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::queue::Job;
+use crate::verify::Scheme;
+
+/// How much of an upstream's answer is kept for the delivery record.
+pub const ANSWER_CAPTURE: usize = 4096;
+
+/// Answers bigger than this are not read to the end (the connection is dropped instead).
+const ANSWER_DRAIN_MAX: usize = 1 << 20;
+
+/// Pooled HTTP/1.1 + h2 client for http and https upstreams.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds the shared upstream client (webpki roots; ALPN picks h2 where the upstream offers it).
+pub fn client() -> HttpClient {
+    client_with_roots(&[])
+}
+
+/// Like `client`, also trusting `extra` certificates (a private CA, a development certificate).
+pub fn client_with_roots(extra: &[rustls::pki_types::CertificateDer<'static>]) -> HttpClient {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        if let Err(e) = roots.add(cert.clone()) {
+            tracing::warn!(error = %e, "ignoring an unusable extra root certificate");
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .expect("ring supports the default protocol versions");
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .build();
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub status: Option<StatusCode>,
+    pub latency: Duration,
+    /// First `ANSWER_CAPTURE` bytes of the answer body.
+    pub answer: Bytes,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    /// Only 2xx counts as delivered.
+    pub fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| s.is_success())
+    }
+}
+
+/// The request for `job`'s next attempt.
+pub fn request(url: &http::Uri, job: &Job, resign: Option<&dyn Scheme>) -> Request<Full<Bytes>> {
+    let ev = &job.event;
+    let mut headers = HeaderMap::with_capacity(ev.headers.len() + 6);
+    for (name, value) in &ev.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let received = SystemTime::UNIX_EPOCH + Duration::from_millis(ev.received_at_ms);
+    set(&mut headers, "x-hookgate-route", &ev.route);
+    set(
+        &mut headers,
+        "x-hookgate-attempt",
+        &(job.attempts + 1).to_string(),
+    );
+    set(
+        &mut headers,
+        "x-hookgate-received-at",
+        &humantime::format_rfc3339_millis(received).to_string(),
+    );
+    if ev.dedup_unavailable {
+        set(&mut headers, "x-hookgate-dedup", "unavailable");
+    }
+    if let Some(scheme) = resign {
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // Replace, not append: a Standard Webhooks provider's own headers must not survive re-signing.
+        for (n, v) in scheme.sign(&ev.body, &ev.id, ts as i64).iter() {
+            headers.insert(n.clone(), v.clone());
+        }
+    }
+    let mut req = Request::new(Full::new(ev.body.clone()));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = url.clone();
+    *req.headers_mut() = headers;
+    req
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Sends `req`, judging by status; the whole exchange (answer body included) is bounded by `timeout`.
+pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Duration) -> Attempt {
+    let started = Instant::now();
+    let mut a = Attempt {
+        status: None,
+        latency: Duration::ZERO,
+        answer: Bytes::new(),
+        error: None,
+        retry_after: None,
+    };
+    match tokio::time::timeout(timeout, exchange(client, req, &mut a)).await {
+        Err(_) => a.error = Some(format!("timed out after {timeout:?}")),
+        Ok(Err(e)) => a.error = Some(e),
+        Ok(Ok(())) if !a.delivered() => {
+            a.error = a.status.map(|s| format!("upstream answered {s}"))
+        }
+        Ok(Ok(())) => {}
+    }
+    a.latency = started.elapsed();
+    a
+}
+
+async fn exchange(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    a: &mut Attempt,
+) -> Result<(), String> {
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+    a.status = Some(resp.status());
+    a.retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(super::retry::parse_retry_after);
+    let mut body = resp.into_body();
+    let mut kept = BytesMut::new();
+    let mut seen = 0usize;
+    while seen <= ANSWER_DRAIN_MAX {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(|e| format!("reading answer: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            let room = ANSWER_CAPTURE.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    a.answer = kept.freeze();
+    Ok(())
+}
+
+/// `a: b: c` from an error and its sources (hyper's top-level messages alone say little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,231 @@
+//! The embedded store: one redb file holding dedup records, the queue and dead letters.
+//!
+//! Every write goes through one writer thread ([`writer`]) that batches whatever is waiting
+//! into a single fsync'd transaction (group commit). Reads open their own snapshot at once.
+
+mod sweep;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use writer::{Call, Op};
+
+/// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
+pub(crate) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
+/// The same records ordered by expiry, so a sweep is a range delete.
+pub(crate) const DEDUP_BY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("dedup_by_expiry");
+/// Queued jobs: (route, seq) → encoded `queue::record::Stored`.
+pub(crate) const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+/// Dead letters: (route, seq) → encoded `queue::DeadEvent`.
+pub(crate) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
+/// Small counters that must survive a restart (the last sequence number handed out).
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// File name of the database inside the data directory.
+const FILE_NAME: &str = "hookgate.redb";
+/// Ops waiting for the writer; past this, `try_submit` refuses (the ingress answers 503).
+const CHANNEL_CAPACITY: usize = 8192;
+
+/// Failure of the embedded store. Cheap to clone: one commit error is sent to every waiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[source] Arc<std::io::Error>),
+    /// redb failed: I/O, corruption, or a full disk.
+    #[error("database: {0}")]
+    Db(#[source] Arc<redb::Error>),
+    /// A stored record could not be decoded (or a record could not be encoded).
+    #[error("record encoding: {0}")]
+    Codec(#[from] postcard::Error),
+    /// The writer has more work waiting than it accepts: shed load and ask for a retry.
+    #[error("storage writer is saturated")]
+    Busy,
+    /// The writer thread has stopped (closed, or it died).
+    #[error("storage writer is closed")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                Self::Db(Arc::new(e.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Handle to the embedded database; clones share the file and the writer thread.
+///
+/// The writer stops after flushing once every handle is dropped or [`Db::close`] is called.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    // None once closed: later writes fail with `StorageError::Closed`.
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// Opens (or creates) `<dir>/hookgate.redb`, creating `dir`, and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Db, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
+        let db = Arc::new(Database::create(dir.join(FILE_NAME))?);
+        create_tables(&db)?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let writer = writer::spawn(Arc::clone(&db), rx, Arc::clone(&commits))
+            .map_err(|e| StorageError::Io(Arc::new(e)))?;
+        let inner = Inner {
+            db,
+            ops: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            commits,
+        };
+        Ok(Db {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Number of write transactions committed since open (one per group commit).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after it has committed every op already sent, and waits for it.
+    ///
+    /// Blocks the calling thread for at most one batch; later writes fail with `Closed`.
+    /// Reads keep working until the last handle is dropped.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Returns once every write sent before this call is committed (or has failed).
+    ///
+    /// Use it to make fire-and-forget writes such as dedup `complete` durable, e.g. at shutdown.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.write(|_| Ok(())).await
+    }
+
+    /// Opens a read snapshot that sees every commit finished before this call.
+    pub(crate) fn read(&self) -> Result<ReadTransaction, StorageError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+
+    /// Runs `f` in the next group commit and waits for it: durable (fsync'd) when Ok.
+    ///
+    /// Waits for room in the writer's queue. If the caller is cancelled after the op was sent,
+    /// the write still happens.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, move |r| drop(tx.send(r))).await?;
+        rx.await.unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Sends `f` to the writer and returns once it is queued, not committed.
+    ///
+    /// `then` runs on the writer thread with the commit's outcome; it must be quick and must
+    /// not drop the last `Db` handle (the writer cannot join itself).
+    pub(crate) async fn submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
+        C: FnOnce(Result<T, StorageError>) + Send + 'static,
+    {
+        let sender = self.sender()?;
+        let op: Op = Box::new(Call::new(f, then));
+        sender.send(op).await.map_err(|_| StorageError::Closed)
+    }
+
+    /// Like [`Db::submit`], but refuses with `Busy` instead of waiting when the writer is behind.
+    pub(crate) fn try_submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
+        C: FnOnce(Result<T, StorageError>) + Send + 'static,
+    {
+        let op: Op = Box::new(Call::new(f, then));
+        self.sender()?.try_send(op).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StorageError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StorageError::Closed,
+        })
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Op>, StorageError> {
+        let ops = self.inner.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.clone().ok_or(StorageError::Closed)
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        // Dropping the only long-lived sender lets the writer drain the channel and exit.
+        drop(self.ops.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(handle) = handle else { return };
+        if handle.thread().id() == std::thread::current().id() {
+            return; // the last handle died inside a writer callback; the thread ends by itself
+        }
+        if handle.join().is_err() {
+            tracing::error!("storage writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Creates every table once so that read transactions never meet a missing table.
+fn create_tables(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    txn.open_table(DEDUP)?;
+    txn.open_table(DEDUP_BY_EXPIRY)?;
+    txn.open_table(QUEUE)?;
+    txn.open_table(DEAD)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the clock stored in records (it survives restarts).
+pub(crate) fn now_ms() -> u64 {
+    to_ms(std::time::SystemTime::now())
+}
+
+/// Converts a wall-clock time to ms since the epoch; times before 1970 become 0.
+pub(crate) fn to_ms(t: std::time::SystemTime) -> u64 {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

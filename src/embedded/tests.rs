@@ -1,0 +1,72 @@
+use std::time::Duration;
+
+use redb::ReadableTableMetadata;
+
+use super::*;
+
+/// Writes one META counter; `fail` makes the op fail after writing.
+async fn put(db: &Db, key: &'static str, fail: bool) -> Result<(), StorageError> {
+    db.write(move |txn| {
+        txn.open_table(META)?.insert(key, 1)?;
+        if fail {
+            return Err(StorageError::Busy);
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn meta_len(db: &Db) -> u64 {
+    db.read().unwrap().open_table(META).unwrap().len().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_fails_every_waiter_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    // Keep the writer busy so the next two ops land in one batch.
+    let slow = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.write(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(())
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (good, bad) = tokio::join!(put(&db, "good", false), put(&db, "bad", true));
+    slow.await.unwrap().unwrap();
+    assert!(good.is_err(), "the good op shared the failed commit");
+    assert!(bad.is_err());
+    assert_eq!(meta_len(&db), 0, "the aborted batch left nothing behind");
+    put(&db, "after", false).await.unwrap();
+    assert_eq!(meta_len(&db), 1, "the writer goes on after a failed batch");
+}
+
+#[tokio::test]
+async fn close_flushes_queued_writes_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let write = |txn: &WriteTransaction| -> Result<(), StorageError> {
+        txn.open_table(META)?.insert("queued", 7)?;
+        Ok(())
+    };
+    db.submit(write, |_| {}).await.unwrap();
+    db.close();
+    assert!(matches!(
+        put(&db, "late", false).await,
+        Err(StorageError::Closed)
+    ));
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    let value = db
+        .read()
+        .unwrap()
+        .open_table(META)
+        .unwrap()
+        .get("queued")
+        .unwrap();
+    assert_eq!(value.map(|g| g.value()), Some(7));
+}

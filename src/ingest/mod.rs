@@ -1,0 +1,242 @@
+//! The ingress pipeline of SPEC §1, as named steps in order: route, IP, rate, size, body,
+//! signature + timestamp, id, dedup claim, durable enqueue, answer.
+//!
+//! Nothing is trusted before the signature holds: dedup is asked only for verified ids, so forged
+//! requests cannot poison it. The upstream is never on this path.
+
+pub mod error;
+pub mod limit;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use ipnet::IpNet;
+
+pub use error::IngestError;
+use route::{RouteState, RouteTable};
+
+use crate::dedup::{Claim, Dedup, Store};
+use crate::metrics::Metrics;
+use crate::queue::{Backend, Event, Queue};
+use crate::verify::{Unverified, Verified};
+
+/// Headers that describe one hop, not the event; never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Everything the pipeline needs, shared by all connections.
+pub struct Ingress {
+    pub routes: RouteTable,
+    pub queue: Backend,
+    pub dedup: Dedup,
+    pub metrics: Arc<Metrics>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub body_timeout: Duration,
+}
+
+/// A successful answer.
+enum Answer {
+    Accepted(String),
+    Duplicate(String),
+}
+
+impl Ingress {
+    /// Runs the pipeline for one request and logs one line about it.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let mut log = LogFields::default();
+        let result = self.pipeline(req, peer, &mut log).await;
+        let route = log.route.as_deref().unwrap_or("-");
+        let (resp, reason) = match result {
+            Ok(Answer::Accepted(id)) => (answer("accepted", &id), "accepted"),
+            Ok(Answer::Duplicate(id)) => (answer("duplicate", &id), "duplicate"),
+            Err(e) => {
+                let code = e.code();
+                (e.into_response(), code)
+            }
+        };
+        self.metrics.request(route, resp.status().as_u16(), reason);
+        tracing::info!(
+            route,
+            status = resp.status().as_u16(),
+            reason,
+            event_id = log.id.as_deref().unwrap_or("-"),
+            latency_us = started.elapsed().as_micros() as u64,
+            client = %peer.ip(),
+            "webhook"
+        );
+        resp
+    }
+
+    async fn pipeline(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        log: &mut LogFields,
+    ) -> Result<Answer, IngestError> {
+        let route = self.routes.find(&req).ok_or(IngestError::NotFound)?.clone();
+        log.route = Some(route.cfg.name.clone());
+        if req.method() != Method::POST {
+            return Err(IngestError::MethodNotAllowed);
+        }
+        self.admit(&route, &req, peer)?;
+        let (parts, body) = req.into_parts();
+        let body = read_body(&parts.headers, body, route.cfg.max_body, self.body_timeout).await?;
+        let unverified = Unverified {
+            headers: &parts.headers,
+            body: &body,
+            now: SystemTime::now(),
+        };
+        let verified = route.cfg.scheme.verify(&unverified)?;
+        log.id = Some(verified.id().to_owned());
+        self.accept(&route, &parts.headers, body, verified).await
+    }
+
+    /// Allow-list, then rate limit: the cheap checks before any body byte is read.
+    fn admit(
+        &self,
+        route: &RouteState,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(), IngestError> {
+        let ip = limit::client_ip(peer, req.headers(), &self.trusted_proxies);
+        if !route.allows(ip) {
+            return Err(IngestError::Forbidden);
+        }
+        match &route.limiter {
+            Some(l) => l
+                .check(ip)
+                .map_err(|retry_after| IngestError::RateLimited { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Claim → durable enqueue → done (or release when the enqueue fails).
+    async fn accept(
+        &self,
+        route: &RouteState,
+        headers: &HeaderMap,
+        body: Bytes,
+        v: Verified,
+    ) -> Result<Answer, IngestError> {
+        let name = route.cfg.name.as_str();
+        let claimed = match self.dedup.claim(name, v.id()).await {
+            Ok(Claim::Fresh) => true,
+            Ok(Claim::Duplicate) => return Ok(Answer::Duplicate(v.id().to_owned())),
+            Ok(Claim::InFlight) => return Err(IngestError::InFlight),
+            Err(e) => {
+                // Fail open (SPEC §1): a sender that sees errors suspends the endpoint, losing more.
+                tracing::warn!(route = name, error = %e, "dedup store unavailable; accepting without dedup");
+                self.metrics.dedup_unavailable(name);
+                false
+            }
+        };
+        let event = Event {
+            route: name.to_owned(),
+            id: v.id().to_owned(),
+            received_at_ms: unix_ms(SystemTime::now()),
+            headers: forwardable(headers),
+            body,
+            dedup_unavailable: !claimed,
+            event_type: v.event_type().map(str::to_owned),
+        };
+        match self.queue.enqueue(event).await {
+            Ok(_) => {
+                if claimed && let Err(e) = self.dedup.complete(name, v.id()).await {
+                    tracing::warn!(route = name, error = %e, "could not mark event done in dedup store");
+                }
+                Ok(Answer::Accepted(v.id().to_owned()))
+            }
+            Err(e) => {
+                tracing::error!(route = name, error = %e, "durable enqueue failed; answering 503");
+                if claimed && let Err(e) = self.dedup.release(name, v.id()).await {
+                    tracing::warn!(route = name, error = %e, "could not release dedup claim");
+                }
+                Err(IngestError::Unavailable)
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct LogFields {
+    route: Option<String>,
+    id: Option<String>,
+}
+
+/// Reads the whole body: refused up front when `Content-Length` is over `max`, cut off when a
+/// streamed body grows past it, and bounded in time so a slow sender cannot hold a worker.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    max: u64,
+    timeout: Duration,
+) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(IngestError::TooLarge);
+    }
+    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(IngestError::BodyTimeout),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::TooLarge),
+        Ok(Err(_)) => Err(IngestError::BodyRead),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The provider's headers as the upstream should see them.
+fn forwardable(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+    let named_in_connection: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    headers
+        .iter()
+        .filter(|(n, _)| {
+            !HOP_BY_HOP.contains(&n.as_str())
+                && !named_in_connection.iter().any(|c| c == n.as_str())
+        })
+        .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+fn answer(status: &str, id: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "status": status, "id": id }).to_string();
+    error::json(StatusCode::OK, body)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,150 @@
+//! hookgate: a webhook receiving gateway. It terminates TLS, verifies each webhook (signature,
+//! timestamp, size, rate, duplicates), answers the sender once the event is durable, and delivers
+//! verified events to internal upstreams with retries and a dead-letter queue.
+//!
+//! Layout:
+//! - `config`   — TOML → validated, typed `Config` (secrets resolved, durations parsed)
+//! - `server`   — accept loop, connection limits, TLS, graceful drain
+//! - `ingest`   — the SPEC §1 pipeline for one request, and its error → status mapping
+//! - `verify`   — the `Scheme` seam: provider signature schemes (`Unverified` → `Verified`)
+//! - `dedup`    — the `Store` seam: two-phase claim → done | release
+//! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters
+//! - `embedded` — the redb database behind the embedded dedup store and queue (group commit)
+//! - `deliver`  — per-route delivery workers, forwarding and the retry schedule
+//! - `admin`    — health, readiness, metrics and the admin API
+//! - `metrics`  — Prometheus counters
+//! - `shutdown` — signals → the shutdown watch
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod dedup;
+pub mod deliver;
+pub mod embedded;
+pub mod ingest;
+pub mod metrics;
+pub mod queue;
+pub mod server;
+pub mod shutdown;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::{Backend as StorageBackend, Config};
+
+/// The bound sockets `run` serves; binding is the caller's job so tests can use port 0.
+pub struct Listeners {
+    pub ingress: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Why the gateway could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// TLS material unusable.
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
+    /// The data directory could not be opened or flushed.
+    #[error("storage: {0}")]
+    Storage(#[from] embedded::StorageError),
+}
+
+/// Runs the gateway until `shutdown` turns true, then drains and flushes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let tls = match &config.server.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(server::tls::server_config(
+            t,
+        )?)),
+        None => None,
+    };
+    let StorageBackend::Embedded = config.storage.backend;
+    let db = embedded::Db::open(&config.storage.path)?;
+    let queue = queue::Backend::Embedded(queue::embedded::EmbeddedQueue::open(db.clone())?);
+    let dedup = dedup::Dedup::Embedded(dedup::embedded::EmbeddedDedup::new(
+        db.clone(),
+        config.storage.dedup_ttl,
+        config.storage.claim_ttl,
+    ));
+    let _sweeper = db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
+    let grace = config.server.shutdown_grace;
+
+    let shared = deliver::Shared {
+        queue: queue.clone(),
+        client: deliver::forward::client(),
+        metrics: metrics.clone(),
+    };
+    let mut workers = deliver::spawn(&config.routes, shared, shutdown.clone(), grace);
+
+    let admin = Arc::new(admin::Admin {
+        token: config.admin.token.clone(),
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        routes: config.routes.iter().map(|r| r.name.clone()).collect(),
+        shutdown: shutdown.clone(),
+    });
+    let limits = server::Limits {
+        max_connections: config.server.max_connections,
+        header_timeout: config.server.header_timeout,
+        grace,
+    };
+    let admin_task = tokio::spawn(server::serve(
+        listeners.admin,
+        None,
+        server::Limits {
+            max_connections: 64,
+            ..limits.clone()
+        },
+        move |req, _| admin.clone().handle(req),
+        shutdown.clone(),
+    ));
+
+    let ingress = Arc::new(ingest::Ingress {
+        routes: ingest::route::RouteTable::new(&config.routes),
+        queue,
+        dedup,
+        metrics,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        body_timeout: config.server.body_timeout,
+    });
+    spawn_housekeeping(ingress.clone(), shutdown.clone());
+    tracing::info!(addr = %listeners.ingress.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), "ingress listening");
+    server::serve(
+        listeners.ingress,
+        tls,
+        limits,
+        move |req, peer| ingress.clone().handle(req, peer),
+        shutdown,
+    )
+    .await;
+    while workers.join_next().await.is_some() {}
+    let _ = admin_task.await;
+    // Dedup done-records ride along with later commits; make them durable before exiting.
+    let flushed = db.flush().await;
+    let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    flushed?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Periodically trims per-IP rate-limit state.
+fn spawn_housekeeping(ingress: Arc<ingest::Ingress>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = tick.tick() => ingress.routes.all().filter_map(|r| r.limiter.as_ref()).for_each(|l| l.housekeeping()),
+            }
+        }
+    });
+}

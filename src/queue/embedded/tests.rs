@@ -1,0 +1,206 @@
+use std::time::{Duration, SystemTime};
+
+use super::*;
+
+fn event(route: &str, id: &str) -> Event {
+    Event {
+        route: route.into(),
+        id: id.into(),
+        received_at_ms: now_ms(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
+        dedup_unavailable: false,
+        event_type: None,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> EmbeddedQueue {
+    EmbeddedQueue::open(Db::open(dir.path()).unwrap()).unwrap()
+}
+
+/// Receives with a deadline, so a bug fails the test instead of hanging it.
+async fn recv(q: &EmbeddedQueue, route: &str) -> Job {
+    tokio::time::timeout(Duration::from_secs(5), q.receive(route))
+        .await
+        .expect("a job within 5 s")
+        .unwrap()
+}
+
+/// Whether `receive` stays empty for `ms`.
+async fn nothing_for(q: &EmbeddedQueue, route: &str, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), q.receive(route))
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn enqueue_receive_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let seq = q.enqueue(event("r", "e1")).await.unwrap();
+    assert_eq!(q.depth("r"), 1);
+    let job = recv(&q, "r").await;
+    assert_eq!(
+        (job.seq, job.attempts, job.event.id.as_str()),
+        (seq, 0, "e1")
+    );
+    assert_eq!(q.depth("r"), 1, "leased jobs still count");
+    q.ack(&job).await.unwrap();
+    assert_eq!(q.depth("r"), 0);
+    assert!(nothing_for(&q, "r", 50).await);
+}
+
+#[tokio::test]
+async fn delivers_in_order_of_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    for i in 0..10 {
+        q.enqueue(event("r", &format!("e{i}"))).await.unwrap();
+    }
+    q.enqueue(event("other", "x")).await.unwrap();
+    for i in 0..10 {
+        assert_eq!(recv(&q, "r").await.event.id, format!("e{i}"));
+    }
+    assert_eq!(recv(&q, "other").await.event.id, "x");
+}
+
+#[tokio::test]
+async fn receive_wakes_on_enqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let waiter = tokio::spawn({
+        let q = q.clone();
+        async move { recv(&q, "r").await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    q.enqueue(event("r", "late")).await.unwrap();
+    assert_eq!(waiter.await.unwrap().event.id, "late");
+}
+
+#[tokio::test]
+async fn retry_is_due_later_with_one_more_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "e")).await.unwrap();
+    let job = recv(&q, "r").await;
+    let at = SystemTime::now() + Duration::from_millis(150);
+    q.retry(&job, at, "upstream 503").await.unwrap();
+    assert!(nothing_for(&q, "r", 80).await, "not due yet");
+    let again = recv(&q, "r").await;
+    // Due times are stored in whole milliseconds, so allow for the truncation.
+    assert!(SystemTime::now() + Duration::from_millis(1) >= at);
+    assert_eq!((again.seq, again.attempts), (job.seq, 1));
+    assert_eq!(again.last_error.as_deref(), Some("upstream 503"));
+}
+
+#[tokio::test]
+async fn dead_letter_then_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "doomed")).await.unwrap();
+    let job = recv(&q, "r").await;
+    q.dead_letter(&job, "gave up").await.unwrap();
+    assert_eq!(q.depth("r"), 0);
+    let dead = q.dead("r", 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].seq, dead[0].attempts), (job.seq, 1));
+    assert_eq!(dead[0].last_error, "gave up");
+    assert!(q.dead_one("r", job.seq).unwrap().is_some());
+
+    let new_seq = q.replay("r", job.seq).await.unwrap().expect("was dead");
+    assert!(new_seq > job.seq);
+    assert!(q.dead("r", 10).unwrap().is_empty());
+    let back = recv(&q, "r").await;
+    assert_eq!((back.event.id.as_str(), back.attempts), ("doomed", 0));
+    assert_eq!(q.replay("r", job.seq).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn purge_deletes_dead_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    for id in ["a", "b", "c"] {
+        q.enqueue(event("r", id)).await.unwrap();
+        let job = recv(&q, "r").await;
+        q.dead_letter(&job, "x").await.unwrap();
+    }
+    let first = q.dead("r", 1).unwrap()[0].seq;
+    assert!(q.purge("r", first).await.unwrap());
+    assert!(!q.purge("r", first).await.unwrap());
+    assert_eq!(q.purge_all("r").await.unwrap(), 2);
+    assert!(q.dead("r", 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unacked_jobs_survive_restart_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let first = q.enqueue(event("r", "e1")).await.unwrap();
+    q.enqueue(event("r", "e2")).await.unwrap();
+    let leased = recv(&q, "r").await; // leased but never acked: due again after restart
+    assert_eq!(leased.seq, first);
+    drop(q);
+
+    let q = open(&dir);
+    assert_eq!(q.depth("r"), 2);
+    assert_eq!(recv(&q, "r").await.event.id, "e1");
+    assert_eq!(recv(&q, "r").await.event.id, "e2");
+    let next = q.enqueue(event("r", "e3")).await.unwrap();
+    assert!(
+        next > first + 1,
+        "sequence continues after the stored maximum"
+    );
+}
+
+#[tokio::test]
+async fn leased_job_is_not_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "once")).await.unwrap();
+    let _job = recv(&q, "r").await;
+    assert!(nothing_for(&q, "r", 50).await);
+}
+
+#[tokio::test]
+async fn cancelled_receive_leases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    assert!(nothing_for(&q, "r", 20).await); // a receive dropped while waiting
+    q.enqueue(event("r", "e")).await.unwrap();
+    assert_eq!(recv(&q, "r").await.event.id, "e");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let before = q.db.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let q = q.clone();
+            tokio::spawn(async move { q.enqueue(event("r", &format!("e{i}"))).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = q.db.commits() - before;
+    assert!(commits < 200, "200 enqueues took {commits} commits");
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let job = recv(&q, "r").await;
+        ids.insert(job.event.id.clone());
+        q.ack(&job).await.unwrap();
+    }
+    assert_eq!(ids.len(), 200);
+    assert_eq!(q.depth("r"), 0);
+}
+
+#[tokio::test]
+async fn closed_db_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.db.close();
+    let err = q.enqueue(event("r", "e")).await.unwrap_err();
+    assert!(matches!(err, QueueError::Unavailable(StorageError::Closed)));
+}

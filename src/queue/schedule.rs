@@ -1,0 +1,115 @@
+//! The in-memory index of the queue: per route, which jobs are due when, and which are leased.
+//!
+//! Only (due, seq) pairs live here; events stay on disk until leased, so a long upstream
+//! outage grows the file, not the heap.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// What a receiver should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// This job is now leased to the caller.
+    Lease(u64),
+    /// Nothing is due before this time (ms since the epoch).
+    WaitUntil(u64),
+    /// The route's queue is empty.
+    Wait,
+}
+
+/// Per-route schedules behind one lock: every operation is a few map updates.
+#[derive(Default)]
+pub(super) struct Schedule {
+    routes: Mutex<HashMap<String, RouteQueue>>,
+}
+
+#[derive(Default)]
+struct RouteQueue {
+    /// Jobs waiting, ordered by due time then order of arrival.
+    due: BTreeSet<(u64, u64)>,
+    /// Jobs handed to a worker and not yet acked, retried or dead-lettered.
+    leased: HashSet<u64>,
+    /// Wakes receivers when a job is added or becomes due earlier than they expect.
+    notify: Arc<Notify>,
+}
+
+impl Schedule {
+    /// Adds a stored job (new, retried, replayed or requeued) and wakes the route's receivers.
+    pub(super) fn insert(&self, route: &str, due_ms: u64, seq: u64) {
+        let mut routes = self.lock();
+        let queue = entry(&mut routes, route);
+        queue.leased.remove(&seq);
+        queue.due.insert((due_ms, seq));
+        // Every waiter re-checks: a sleeper may have to wake earlier for this job.
+        queue.notify.notify_waiters();
+    }
+
+    /// Leases the earliest job due at `now_ms`, or says how long to wait.
+    pub(super) fn lease(&self, route: &str, now_ms: u64) -> Next {
+        let mut routes = self.lock();
+        let queue = entry(&mut routes, route);
+        match queue.due.first().copied() {
+            Some((due, seq)) if due <= now_ms => {
+                queue.due.remove(&(due, seq));
+                queue.leased.insert(seq);
+                Next::Lease(seq)
+            }
+            Some((due, _)) => Next::WaitUntil(due),
+            None => Next::Wait,
+        }
+    }
+
+    /// Forgets a leased job: acked, dead-lettered, or gone from disk.
+    pub(super) fn remove(&self, route: &str, seq: u64) {
+        if let Some(queue) = self.lock().get_mut(route) {
+            queue.leased.remove(&seq);
+        }
+    }
+
+    /// The route's wake-up signal; register with it before calling [`Schedule::lease`].
+    pub(super) fn notifier(&self, route: &str) -> Arc<Notify> {
+        Arc::clone(&entry(&mut self.lock(), route).notify)
+    }
+
+    /// Jobs of the route not yet acknowledged (waiting + leased).
+    pub(super) fn depth(&self, route: &str) -> usize {
+        self.lock()
+            .get(route)
+            .map_or(0, |q| q.due.len() + q.leased.len())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, RouteQueue>> {
+        // Each critical section leaves the maps consistent, so a panic elsewhere is harmless.
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn entry<'a>(routes: &'a mut HashMap<String, RouteQueue>, route: &str) -> &'a mut RouteQueue {
+    if !routes.contains_key(route) {
+        routes.insert(route.to_owned(), RouteQueue::default());
+    }
+    routes.get_mut(route).expect("inserted above")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_in_due_then_arrival_order() {
+        let s = Schedule::default();
+        s.insert("r", 10, 2);
+        s.insert("r", 10, 1);
+        s.insert("r", 50, 0);
+        assert_eq!(s.lease("r", 5), Next::WaitUntil(10));
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        assert_eq!(s.lease("r", 10), Next::Lease(2));
+        assert_eq!(s.lease("r", 10), Next::WaitUntil(50));
+        assert_eq!(s.depth("r"), 3);
+        s.remove("r", 1);
+        assert_eq!(s.depth("r"), 2);
+        assert_eq!(s.lease("other", 10), Next::Wait);
+    }
+}

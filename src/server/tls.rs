@@ -1,0 +1,91 @@
+//! rustls server config: TLS 1.2+ with ALPN `h2` / `http/1.1`, and the development self-signed pair.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+
+/// Why TLS could not be set up; names the file, never prints key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file is missing or malformed.
+    #[error("{path}: {problem}")]
+    Pem { path: String, problem: String },
+    /// rustls refused the pair (e.g. key does not match the certificate).
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The development pair could not be written.
+    #[error("cannot create development certificate: {0}")]
+    DevCert(String),
+}
+
+/// Builds the acceptor config, creating the dev pair first when asked to and absent.
+pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    if cfg.dev_self_signed && !cfg.cert.exists() && !cfg.key.exists() {
+        write_dev_pair(&cfg.cert, &cfg.key)?;
+    }
+    let certs = CertificateDer::pem_file_iter(&cfg.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem_err(&cfg.cert, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: cfg.cert.display().to_string(),
+            problem: "no certificate".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| pem_err(&cfg.key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn pem_err(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Pem {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    }
+}
+
+/// Writes a self-signed pair for `localhost`/`127.0.0.1`, key readable by the owner only.
+fn write_dev_pair(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let pair =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::DevCert(e.to_string()))?;
+    let io = |e: std::io::Error| TlsError::DevCert(e.to_string());
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    if let Some(dir) = key_path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    write_private(key_path, pair.signing_key.serialize_pem().as_bytes()).map_err(io)?;
+    std::fs::write(cert_path, pair.cert.pem()).map_err(io)?;
+    tracing::warn!(
+        cert = %cert_path.display(),
+        "created a self-signed DEVELOPMENT certificate; senders will not trust it, use a real one in production"
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

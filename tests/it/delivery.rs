@@ -1,0 +1,101 @@
+//! Delivery towards the upstream: retries, dead letters, restart recovery.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_upstream_is_retried_until_it_recovers() {
+    let sink = Sink::start().await;
+    sink.fail_first.store(2, Ordering::SeqCst);
+    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    assert_eq!(gw.post_stripe("evt_retry").await.0, 200);
+    let got = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].headers["x-hookgate-attempt"], "3");
+    assert_eq!(sink.hits.load(Ordering::SeqCst), 3);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_events_go_to_the_dead_letter_store() {
+    let sink = Sink::start().await;
+    sink.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let mut o = Opts::new(sink.url(""));
+    o.max_attempts = 3;
+    let gw = Gateway::start(o).await;
+    assert_eq!(gw.post_stripe("evt_dead").await.0, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while sink.hits.load(Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not retried 3 times"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        sink.hits.load(Ordering::SeqCst),
+        3,
+        "no attempt beyond max_attempts"
+    );
+    let metrics = gw
+        .client
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookgate_deliveries_total{route="stripe",outcome="dead"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"hookgate_queue_depth{route="stripe"} 0"#),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_events_survive_a_graceful_restart() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener); // upstream down: nothing listens here yet
+    let up = format!("http://127.0.0.1:{port}");
+    let mut o = Opts::new(up.clone());
+    o.schedule = r#"["200ms"]"#;
+    o.max_attempts = 1000;
+    let gw = Gateway::start(o).await;
+    for i in 0..5 {
+        assert_eq!(gw.post_stripe(&format!("evt_restart_{i}")).await.0, 200);
+    }
+    let dir = gw.stop().await;
+    let sink = Sink::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    );
+    let mut o = Opts::new(up);
+    o.schedule = r#"["200ms"]"#;
+    o.max_attempts = 1000;
+    let gw = Gateway::start_in(dir, o).await;
+    let got = sink.wait_for(5, Duration::from_secs(15)).await;
+    let mut ids: Vec<_> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    // The dedup record survived too.
+    assert!(
+        gw.post_stripe("evt_restart_0")
+            .await
+            .1
+            .contains("duplicate")
+    );
+    gw.stop().await;
+}

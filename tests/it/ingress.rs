@@ -1,0 +1,326 @@
+//! The SPEC §1 pipeline seen from a sender.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+async fn setup() -> (Gateway, Sink) {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    (gw, sink)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_event_is_accepted_and_delivered_byte_identical() {
+    let (gw, sink) = setup().await;
+    let body = stripe_body("evt_identical");
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_SECRET, now(), &body),
+    )];
+    let (status, text) = gw.post("/webhooks/stripe", &h, body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, r#"{"id":"evt_identical","status":"accepted"}"#);
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].body.as_ref(), body.as_slice());
+    assert_eq!(got[0].headers["x-hookgate-route"], "stripe");
+    assert_eq!(got[0].headers["x-hookgate-attempt"], "1");
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert!(
+        got[0].headers.contains_key("stripe-signature"),
+        "provider headers are forwarded"
+    );
+    assert!(got[0].headers.contains_key("x-hookgate-received-at"));
+    assert!(!got[0].headers.contains_key("x-hookgate-dedup"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_event_twice_is_a_duplicate_delivered_once() {
+    let (gw, sink) = setup().await;
+    assert_eq!(gw.post_stripe("evt_twice").await.0, 200);
+    let (status, text) = gw.post_stripe("evt_twice").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"id":"evt_twice","status":"duplicate"}"#)
+    );
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivered().len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_sends_of_one_id_deliver_once() {
+    let (gw, sink) = setup().await;
+    let gw = std::sync::Arc::new(gw);
+    let sends = (0..20).map(|_| {
+        let gw = gw.clone();
+        tokio::spawn(async move { gw.post_stripe("evt_race").await })
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let statuses: Vec<u16> = results.into_iter().map(|r| r.unwrap().0).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200));
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivered().len(), 1, "statuses: {statuses:?}");
+    let gw = std::sync::Arc::into_inner(gw).expect("no other handle");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stale_events_are_refused_with_reasons() {
+    let (gw, sink) = setup().await;
+    let body = stripe_body("evt_forged");
+    let cases = [
+        (
+            "tampered body",
+            stripe_header(STRIPE_SECRET, now(), b"{\"id\":\"evt_other\"}"),
+            "signature_mismatch",
+        ),
+        (
+            "wrong secret",
+            stripe_header("whsec_wrong", now(), &body),
+            "signature_mismatch",
+        ),
+        (
+            "stale",
+            stripe_header(STRIPE_SECRET, now() - 600, &body),
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "future",
+            stripe_header(STRIPE_SECRET, now() + 600, &body),
+            "timestamp_out_of_tolerance",
+        ),
+        ("garbage", "t=abc,v1=zz".to_string(), "malformed_signature"),
+    ];
+    for (what, sig, reason) in cases {
+        let (status, text) = gw
+            .post(
+                "/webhooks/stripe",
+                &[("stripe-signature".into(), sig)],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 401, "{what}: {text}");
+        assert_eq!(text, format!(r#"{{"error":"{reason}"}}"#), "{what}");
+        assert!(!text.contains(STRIPE_SECRET), "{what}: secret leaked");
+    }
+    let (status, text) = gw.post("/webhooks/stripe", &[], body.clone()).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, r#"{"error":"missing_signature"}"#)
+    );
+    // A forged request must not have poisoned dedup: the genuine event is still accepted.
+    let (status, text) = gw.post_stripe("evt_forged").await;
+    assert!(status == 200 && text.contains("accepted"), "{text}");
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_is_accepted() {
+    let (gw, sink) = setup().await;
+    let body = stripe_body("evt_rotated");
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_OLD_SECRET, now(), &body),
+    )];
+    assert_eq!(gw.post("/webhooks/stripe", &h, body).await.0, 200);
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    gw.stop().await;
+}
+
+/// A stripe-signed body of exactly `len` bytes (JSON padded with spaces).
+fn padded(id: &str, len: usize) -> Vec<u8> {
+    let mut body = stripe_body(id);
+    body.truncate(body.len() - 1);
+    body.resize(len - 1, b' ');
+    body.push(b'}');
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limit_with_content_length_and_chunked() {
+    let (gw, sink) = setup().await;
+    let limit = 64 * 1024;
+    let over = padded("evt_big", limit + 1);
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_SECRET, now(), &over),
+    )];
+    let (status, text) = gw.post("/webhooks/stripe", &h, over.clone()).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (413, r#"{"error":"payload_too_large"}"#)
+    );
+
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        over.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let resp = gw
+        .client
+        .post(gw.url("/webhooks/stripe"))
+        .header("stripe-signature", &h[0].1)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "chunked body over the limit");
+
+    let exact = padded("evt_exact", limit);
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_SECRET, now(), &exact),
+    )];
+    let (status, text) = gw.post("/webhooks/stripe", &h, exact.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].body.len(), limit);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_path_and_wrong_method() {
+    let (gw, _sink) = setup().await;
+    let (status, text) = gw.post("/nope", &[], b"{}".to_vec()).await;
+    assert_eq!((status, text.as_str()), (404, r#"{"error":"no_route"}"#));
+    let resp = gw
+        .client
+        .get(gw.url("/webhooks/stripe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_and_svix_aliases_are_verified() {
+    let (gw, sink) = setup().await;
+    let body = br#"{"type":"user.created","data":{"id":1}}"#.to_vec();
+    let h = standard_headers("msg_std_1", now(), &body, "webhook");
+    let (status, text) = gw.post("/webhooks/standard", &h, body.clone()).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"id":"msg_std_1","status":"accepted"}"#)
+    );
+    let h = standard_headers("msg_svix_1", now(), &body, "svix");
+    assert_eq!(gw.post("/webhooks/standard", &h, body.clone()).await.0, 200);
+    let h = standard_headers("msg_stale", now() - 3600, &body, "webhook");
+    assert_eq!(gw.post("/webhooks/standard", &h, body.clone()).await.0, 401);
+    let got = sink.wait_for(2, Duration::from_secs(10)).await;
+    assert!(
+        got.iter()
+            .all(|r| r.headers["x-hookgate-route"] == "standard")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_events_are_verified_and_deduped_on_delivery_id() {
+    let (gw, sink) = setup().await;
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let h = github_headers("72d3162e-cc78-11e3-81ab-4c9367dc0958", &body);
+    let (status, text) = gw.post("/webhooks/github", &h, body.clone()).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            200,
+            r#"{"id":"72d3162e-cc78-11e3-81ab-4c9367dc0958","status":"accepted"}"#
+        )
+    );
+    assert!(
+        gw.post("/webhooks/github", &h, body.clone())
+            .await
+            .1
+            .contains("duplicate")
+    );
+    let mut bad = h.clone();
+    bad[0].1 = format!("sha256={}", "0".repeat(64));
+    assert_eq!(gw.post("/webhooks/github", &bad, body).await.0, 401);
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_negotiated_by_alpn() {
+    let (gw, sink) = setup().await;
+    let body = stripe_body("evt_h2");
+    let resp = gw
+        .client
+        .post(gw.url("/webhooks/stripe"))
+        .header(
+            "stripe-signature",
+            stripe_header(STRIPE_SECRET, now(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), 200);
+    sink.wait_for(1, Duration::from_secs(10)).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_and_token() {
+    let (gw, _sink) = setup().await;
+    let base = format!("http://{}", gw.admin);
+    let plain = &gw.client;
+    assert_eq!(
+        plain
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        plain
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        plain
+            .get(format!("{base}/admin/routes"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let ok = plain
+        .get(format!("{base}/admin/routes"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let metrics = plain
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hookgate_queue_depth"), "{metrics}");
+    gw.stop().await;
+}

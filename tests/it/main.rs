@@ -1,0 +1,7 @@
+//! End-to-end tests: the gateway on 127.0.0.1:0 with real TLS, a real sink upstream, real files.
+
+mod config_files;
+mod delivery;
+mod ingress;
+mod process;
+mod support;

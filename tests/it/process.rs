@@ -1,0 +1,252 @@
+//! The real binary: `check` exit codes, SIGKILL durability, SIGTERM drain, `send-test`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc {
+    child: Child,
+    admin: u16,
+}
+
+impl Proc {
+    fn spawn(config: &Path, admin: u16) -> Proc {
+        let child = Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(config)
+            .env("HOOKGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        Proc { child, admin }
+    }
+
+    async fn wait_healthy(&mut self, client: &reqwest::Client) {
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/healthz", self.admin))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "gateway exited early"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway never became healthy");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    client: reqwest::Client,
+    ingress: u16,
+    admin: u16,
+    upstream: u16,
+}
+
+fn setup(max_attempts: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingress, admin, upstream) = (free_port(), free_port(), free_port());
+    let mut o = Opts::new(format!("http://127.0.0.1:{upstream}"));
+    o.schedule = r#"["200ms"]"#;
+    o.max_attempts = max_attempts;
+    let text = config_text(
+        dir.path(),
+        &format!("127.0.0.1:{ingress}"),
+        &format!("127.0.0.1:{admin}"),
+        &o,
+    );
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let client = client(&dir.path().join("test.crt"));
+    Setup {
+        dir,
+        config,
+        client,
+        ingress,
+        admin,
+        upstream,
+    }
+}
+
+async fn post_stripe(s: &Setup, id: &str) -> u16 {
+    let body = stripe_body(id);
+    let resp = s
+        .client
+        .post(format!("https://localhost:{}/webhooks/stripe", s.ingress))
+        .header(
+            "stripe-signature",
+            stripe_header(STRIPE_SECRET, now(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_accepted_event() {
+    let s = setup(10_000);
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    let sends = (0..40).map(|i| {
+        let (client, port) = (s.client.clone(), s.ingress);
+        tokio::spawn(async move {
+            let body = stripe_body(&format!("evt_kill_{i}"));
+            client
+                .post(format!("https://localhost:{port}/webhooks/stripe"))
+                .header(
+                    "stripe-signature",
+                    stripe_header(STRIPE_SECRET, now(), &body),
+                )
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    gw.child.kill().unwrap(); // SIGKILL: no flush, no goodbye
+    gw.child.wait().unwrap();
+
+    let sink = Sink::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
+            .await
+            .unwrap(),
+    );
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    let got = sink.wait_for(40, Duration::from_secs(30)).await;
+    let mut bodies: Vec<_> = got.iter().map(|r| r.body.clone()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        40,
+        "every accepted event is delivered after the crash"
+    );
+    drop(gw);
+    drop(s.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let s = setup(5);
+    let _sink = Sink::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
+            .await
+            .unwrap(),
+    );
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    assert_eq!(post_stripe(&s, "evt_term").await, 200);
+    gw.signal("-TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let st = gw.child.wait().unwrap();
+        drop(gw);
+        st
+    });
+    let status = tokio::time::timeout(Duration::from_secs(20), status)
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_signs_like_the_provider() {
+    let s = setup(5);
+    let sink = Sink::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
+            .await
+            .unwrap(),
+    );
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    for route in ["stripe", "standard", "github"] {
+        let out = Command::new(BIN)
+            .args(["send-test", "--route", route, "-c"])
+            .arg(&s.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{route}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("accepted"));
+    }
+    sink.wait_for(3, Duration::from_secs(10)).await;
+}
+
+#[test]
+fn check_accepts_good_and_refuses_bad_config_with_64() {
+    let s = setup(5);
+    let ok = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = s.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("dedup_ttl = \"24h\"", "dedup_ttl = \"forever\"");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("storage.dedup_ttl")
+            && err.contains("bad duration"),
+        "{err}"
+    );
+}

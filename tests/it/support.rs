@@ -1,0 +1,371 @@
+//! Test harness: a gateway on 127.0.0.1:0 with real TLS, a recording sink upstream, and signers
+//! written here from the providers' documented algorithms (independent of the gateway's code).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use hmac::{KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub const STRIPE_SECRET: &str = "whsec_test_stripe_current";
+pub const STRIPE_OLD_SECRET: &str = "whsec_test_stripe_previous";
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+/// Standard Webhooks secrets are `whsec_` + base64 of the key bytes.
+pub const STANDARD_KEY: &[u8] = b"standard-webhooks-test-key-32byt";
+
+pub fn standard_secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(STANDARD_KEY)
+    )
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn hmac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// `Stripe-Signature: t=…,v1=hex(HMAC-SHA256(secret, "{t}.{body}"))` (Stripe docs, "Verify manually").
+pub fn stripe_header(secret: &str, ts: i64, body: &[u8]) -> String {
+    let mut msg = format!("{ts}.").into_bytes();
+    msg.extend_from_slice(body);
+    format!(
+        "t={ts},v1={}",
+        hex::encode(hmac256(secret.as_bytes(), &msg))
+    )
+}
+
+/// Standard Webhooks headers: `v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))`.
+pub fn standard_headers(id: &str, ts: i64, body: &[u8], prefix: &str) -> Vec<(String, String)> {
+    let mut msg = format!("{id}.{ts}.").into_bytes();
+    msg.extend_from_slice(body);
+    let sig = base64::engine::general_purpose::STANDARD.encode(hmac256(STANDARD_KEY, &msg));
+    vec![
+        (format!("{prefix}-id"), id.to_owned()),
+        (format!("{prefix}-timestamp"), ts.to_string()),
+        (format!("{prefix}-signature"), format!("v1,{sig}")),
+    ]
+}
+
+/// GitHub: `X-Hub-Signature-256: sha256=hex(HMAC-SHA256(secret, body))`.
+pub fn github_headers(delivery: &str, body: &[u8]) -> Vec<(String, String)> {
+    vec![
+        (
+            "x-hub-signature-256".into(),
+            format!(
+                "sha256={}",
+                hex::encode(hmac256(GITHUB_SECRET.as_bytes(), body))
+            ),
+        ),
+        ("x-github-delivery".into(), delivery.to_owned()),
+        ("x-github-event".into(), "push".into()),
+    ]
+}
+
+pub fn stripe_body(id: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid","data":{{"object":{{"amount":4200}}}}}}"#).into_bytes()
+}
+
+/// One request the sink received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A recording upstream: answers 503 to the first `fail_first` requests, then `200`.
+#[derive(Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub fail_first: Arc<AtomicUsize>,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    pub fn start_on(listener: TcpListener) -> Sink {
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            fail_first: Arc::default(),
+            hits: Arc::default(),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| s.clone().record(req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        sink
+    }
+
+    async fn record(
+        self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let n = self.hits.fetch_add(1, Ordering::SeqCst);
+        let mut resp = http::Response::new(Full::new(Bytes::from_static(b"sink says no")));
+        if n < self.fail_first.load(Ordering::SeqCst) {
+            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        } else {
+            *resp.body_mut() = Full::new(Bytes::from_static(b"ok"));
+            self.received.lock().unwrap().push(Received {
+                headers: parts.headers,
+                body,
+            });
+        }
+        Ok(resp)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn delivered(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` deliveries arrived (or panics after `within`).
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.delivered();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} deliveries arrived",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Knobs for the generated config.
+pub struct Opts {
+    pub upstream: String,
+    pub schedule: &'static str,
+    pub max_attempts: u32,
+    pub dedup_ttl: &'static str,
+    pub extra_route: &'static str,
+}
+
+impl Opts {
+    pub fn new(upstream: String) -> Opts {
+        Opts {
+            upstream,
+            schedule: r#"["100ms"]"#,
+            max_attempts: 5,
+            dedup_ttl: "24h",
+            extra_route: "",
+        }
+    }
+}
+
+/// Writes a dev certificate pair into `dir` and returns (cert, key) paths.
+pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let pair =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("test.crt"), dir.join("test.key"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// The config text for a gateway listening on `listen`/`admin`, storing under `dir/data`.
+pub fn config_text(dir: &Path, listen: &str, admin: &str, o: &Opts) -> String {
+    let (cert, key) = write_cert(dir);
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+tls = {{ cert = "{cert}", key = "{key}" }}
+shutdown_grace = "5s"
+body_timeout = "2s"
+[admin]
+listen = "{admin}"
+token = "test-admin-token"
+[storage]
+path = "{data}"
+dedup_ttl = "{ttl}"
+[[route]]
+name = "stripe"
+path = "/webhooks/stripe"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}", "{STRIPE_OLD_SECRET}"]
+upstream = {{ url = "{up}/stripe", timeout = "2s", concurrency = 4 }}
+retry = {{ schedule = {sched}, max_attempts = {max} }}
+[[route]]
+name = "standard"
+path = "/webhooks/standard"
+scheme = "standard"
+secrets = ["{std}"]
+upstream = {{ url = "{up}/standard", timeout = "2s" }}
+retry = {{ schedule = {sched}, max_attempts = {max} }}
+[[route]]
+name = "github"
+path = "/webhooks/github"
+scheme = "github"
+secrets = ["{GITHUB_SECRET}"]
+max_body = "25MB"
+upstream = {{ url = "{up}/github", timeout = "2s" }}
+retry = {{ schedule = {sched}, max_attempts = {max} }}
+{extra}
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        data = dir.join("data").display(),
+        ttl = o.dedup_ttl,
+        up = o.upstream,
+        sched = o.schedule,
+        max = o.max_attempts,
+        std = standard_secret(),
+        extra = o.extra_route,
+    )
+}
+
+/// A gateway running in this test's runtime.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), hookgate::RunError>>,
+}
+
+impl Gateway {
+    pub async fn start(o: Opts) -> Gateway {
+        Self::start_in(tempfile::tempdir().unwrap(), o).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, o: Opts) -> Gateway {
+        let ingress = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (ingress.local_addr().unwrap(), admin.local_addr().unwrap());
+        let file = dir.path().join("hookgate.toml");
+        std::fs::write(
+            &file,
+            config_text(dir.path(), &addr.to_string(), &admin_addr.to_string(), &o),
+        )
+        .unwrap();
+        let config = hookgate::config::Config::load(&file).expect("test config loads");
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(hookgate::run(
+            config,
+            hookgate::Listeners { ingress, admin },
+            rx,
+        ));
+        let client = client(&dir.path().join("test.crt"));
+        Gateway {
+            addr,
+            admin: admin_addr,
+            client,
+            dir,
+            stop,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    /// POSTs `body` with `headers` to `path`; returns (status, body text).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the gateway");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    pub async fn post_stripe(&self, id: &str) -> (u16, String) {
+        let body = stripe_body(id);
+        let h = vec![(
+            "stripe-signature".to_string(),
+            stripe_header(STRIPE_SECRET, now(), &body),
+        )];
+        self.post("/webhooks/stripe", &h, body).await
+    }
+
+    /// Graceful stop; returns the run result.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("gateway stops in time")
+            .unwrap()
+            .unwrap();
+        self.dir
+    }
+}
+
+/// A reqwest client that trusts the test certificate only (real TLS verification, no bypass).
+pub fn client(cert: &Path) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
