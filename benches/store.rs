@@ -26,6 +26,7 @@ fn event(i: u64) -> Event {
         body: bytes::Bytes::from(vec![b'x'; BODY]),
         dedup_unavailable: false,
         event_type: None,
+        upstream: None,
     }
 }
 

@@ -35,15 +35,23 @@ impl Admin {
                 r#"{"status":"draining"}"#.into(),
             ),
             (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
-            (&Method::GET, "/metrics") => self.metrics_text(),
-            (_, p) if p.starts_with("/admin/") => self.api(&req),
+            (&Method::GET, "/metrics") => self.metrics_text().await,
+            (_, p) if p.starts_with("/admin/") => {
+                if !self.authorized(&req) {
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"error":"unauthorized"}"#.into(),
+                    );
+                }
+                self.api(req.method(), req.uri().path()).await
+            }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
         }
     }
 
-    fn metrics_text(&self) -> Response<Full<Bytes>> {
-        for r in &self.routes {
-            self.metrics.set_queue_depth(r, self.queue.depth(r));
+    async fn metrics_text(&self) -> Response<Full<Bytes>> {
+        for (route, depth) in self.depths().await {
+            self.metrics.set_queue_depth(route, depth);
         }
         let mut resp = Response::new(Full::new(Bytes::from(self.metrics.render())));
         resp.headers_mut().insert(
@@ -55,19 +63,14 @@ impl Admin {
         resp
     }
 
-    fn api(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if !self.authorized(req) {
-            return json(
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"unauthorized"}"#.into(),
-            );
-        }
-        match (req.method(), req.uri().path()) {
+    async fn api(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        match (method, path) {
             (&Method::GET, "/admin/routes") => {
                 let routes: Vec<_> = self
-                    .routes
-                    .iter()
-                    .map(|r| serde_json::json!({ "route": r, "queue_depth": self.queue.depth(r) }))
+                    .depths()
+                    .await
+                    .into_iter()
+                    .map(|(r, d)| serde_json::json!({ "route": r, "queue_depth": d }))
                     .collect();
                 json(
                     StatusCode::OK,
@@ -76,6 +79,18 @@ impl Admin {
             }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
         }
+    }
+
+    /// Each route's queue depth; a route whose depth cannot be read is left out (and logged).
+    async fn depths(&self) -> Vec<(&str, usize)> {
+        let mut out = Vec::with_capacity(self.routes.len());
+        for r in &self.routes {
+            match self.queue.depth(r).await {
+                Ok(d) => out.push((r.as_str(), d)),
+                Err(e) => tracing::warn!(route = %r, error = %e, "queue depth unavailable"),
+            }
+        }
+        out
     }
 
     /// Constant-time bearer check; no token configured means the API is off.

@@ -1,4 +1,5 @@
-//! The embedded store: one redb file holding dedup records, the queue and dead letters.
+//! The embedded store: one redb file holding dedup records, the queue, dead letters and the
+//! delivery history.
 //!
 //! Every write goes through one writer thread ([`writer`]) that batches whatever is waiting
 //! into a single fsync'd transaction (group commit). Reads open their own snapshot at once.
@@ -21,10 +22,14 @@ pub(crate) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 /// The same records ordered by expiry, so a sweep is a range delete.
 pub(crate) const DEDUP_BY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("dedup_by_expiry");
-/// Queued jobs: (route, seq) → encoded `queue::record::Stored`.
+/// Queued jobs: (lane, seq) → encoded `queue::record::Stored`.
 pub(crate) const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
-/// Dead letters: (route, seq) → encoded `queue::DeadEvent`.
+/// Dead letters: (lane, seq at death) → encoded `queue::DeadEvent`.
 pub(crate) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
+/// The dead letters by event id: (lane, event id) → their key in `DEAD`.
+pub(crate) const DEAD_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dead_ids");
+/// Delivery history, a ring per lane: (lane, slot) → encoded (number, `queue::AttemptRecord`).
+pub(crate) const HISTORY: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("history");
 /// Small counters that must survive a restart (the last sequence number handed out).
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -80,6 +85,17 @@ pub struct Db {
     inner: Arc<Inner>,
 }
 
+/// A [`Db`] handle that lets the database close once every strong handle is gone.
+#[derive(Clone)]
+pub(crate) struct WeakDb(std::sync::Weak<Inner>);
+
+impl WeakDb {
+    /// The database, unless it has been dropped.
+    pub(crate) fn upgrade(&self) -> Option<Db> {
+        self.0.upgrade().map(|inner| Db { inner })
+    }
+}
+
 struct Inner {
     db: Arc<Database>,
     // None once closed: later writes fail with `StorageError::Closed`.
@@ -107,6 +123,11 @@ impl Db {
         Ok(Db {
             inner: Arc::new(inner),
         })
+    }
+
+    /// A handle that does not keep the database open (for background tasks).
+    pub(crate) fn downgrade(&self) -> WeakDb {
+        WeakDb(Arc::downgrade(&self.inner))
     }
 
     /// Number of write transactions committed since open (one per group commit).
@@ -211,6 +232,8 @@ fn create_tables(db: &Database) -> Result<(), StorageError> {
     txn.open_table(DEDUP_BY_EXPIRY)?;
     txn.open_table(QUEUE)?;
     txn.open_table(DEAD)?;
+    txn.open_table(DEAD_IDS)?;
+    txn.open_table(HISTORY)?;
     txn.open_table(META)?;
     txn.commit()?;
     Ok(())

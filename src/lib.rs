@@ -110,7 +110,7 @@ pub async fn run(
 
     let ingress = Arc::new(ingest::Ingress {
         routes: ingest::route::RouteTable::new(&config.routes),
-        queue,
+        queue: queue.clone(),
         dedup,
         metrics,
         trusted_proxies: config.server.trusted_proxies.clone(),
@@ -128,7 +128,8 @@ pub async fn run(
     .await;
     while workers.join_next().await.is_some() {}
     let _ = admin_task.await;
-    // Dedup done-records ride along with later commits; make them durable before exiting.
+    // History lines and dedup done-records ride along with later commits; write them now.
+    queue.flush().await;
     let flushed = db.flush().await;
     let _ = tokio::task::spawn_blocking(move || db.close()).await;
     flushed?;

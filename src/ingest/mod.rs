@@ -161,6 +161,7 @@ impl Ingress {
             body,
             dedup_unavailable: !claimed,
             event_type: v.event_type().map(str::to_owned),
+            upstream: None,
         };
         match self.queue.enqueue(event).await {
             Ok(_) => {

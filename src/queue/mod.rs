@@ -1,17 +1,24 @@
 //! The durable queue between ingress and delivery: enqueue (durable) → receive → ack, retry
-//! or dead-letter.
+//! or dead-letter; plus the dead letters and the delivery history the admin API reads.
 //!
+//! Everything is kept per *lane*: a route's single upstream, or one upstream of a fan-out route
+//! (`"route/upstream"`), so each upstream keeps its own position, retries and dead letters.
 //! Delivery is at-least-once: a job leased when the process stops is delivered again after
 //! the restart, with the same event id.
 
-mod dlq;
+mod backend;
 pub mod embedded;
 mod record;
 mod schedule;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+pub use backend::Backend;
 
 use crate::embedded::StorageError;
+
+/// Attempts kept per lane in the delivery history; older ones are dropped.
+pub const HISTORY_MAX: usize = 1000;
 
 /// A verified webhook ready to be stored and forwarded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -30,12 +37,25 @@ pub struct Event {
     pub dedup_unavailable: bool,
     /// Provider event type when the scheme knows it (fan-out filters on it).
     pub event_type: Option<String>,
+    /// Fan-out: which upstream of the route; None = the route's single upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+impl Event {
+    /// The queue lane: the route name, or "route/upstream" for a fan-out upstream.
+    pub fn lane(&self) -> String {
+        match &self.upstream {
+            Some(up) => format!("{}/{up}", self.route),
+            None => self.route.clone(),
+        }
+    }
 }
 
 /// An event leased to one delivery worker.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// Position in the queue, unique across routes, increasing in order of arrival.
+    /// Position in its lane, increasing in order of arrival (the backend's handle on the job).
     pub seq: u64,
     /// The stored event.
     pub event: Event,
@@ -45,10 +65,10 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-/// A job that exhausted its retries.
+/// A job that exhausted its retries. A lane keeps one per event id (the latest).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadEvent {
-    /// The job's sequence number when it died (its key in the dead-letter table).
+    /// Its key among the lane's dead letters, increasing in order of death.
     pub seq: u64,
     /// The stored event.
     pub event: Event,
@@ -58,6 +78,25 @@ pub struct DeadEvent {
     pub last_error: String,
     /// When it was dead-lettered, ms since the Unix epoch.
     pub died_at_ms: u64,
+}
+
+/// One delivery attempt, as the delivery history keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    /// The event attempted.
+    pub event_id: String,
+    /// Attempt number, 1-based.
+    pub attempt: u32,
+    /// The upstream's HTTP status; None when no answer came (timeout, refused).
+    pub status: Option<u16>,
+    /// Time from sending to the answer (or the failure).
+    pub latency_ms: u64,
+    /// When the attempt started, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// The first 4 KiB of the upstream's answer.
+    pub answer: bytes::Bytes,
 }
 
 /// Failure of a queue operation.
@@ -80,15 +119,22 @@ impl From<StorageError> for QueueError {
     }
 }
 
-/// A queue backend. Each route is its own queue, delivered in order of arrival.
+/// A queue backend. Each lane is its own queue, delivered in order of arrival.
 pub trait Queue: Send + Sync {
-    /// Stores `event` at the tail of its route's queue; durable (fsync'd) when Ok. Returns its
-    /// sequence number.
+    /// Stores `event` at the tail of its lane; durable (fsync'd or acknowledged by the server)
+    /// when Ok. Returns its sequence number.
     fn enqueue(&self, event: Event) -> impl Future<Output = Result<u64, QueueError>> + Send;
 
-    /// Waits until a job of `route` is due and leases it. Cancel safe: nothing is leased unless
-    /// returned.
-    fn receive(&self, route: &str) -> impl Future<Output = Result<Job, QueueError>> + Send;
+    /// Enqueues several events (one per fan-out upstream) durably and atomically (one commit);
+    /// all or none. Returns their sequence numbers in order.
+    fn enqueue_all(
+        &self,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<Vec<u64>, QueueError>> + Send;
+
+    /// Waits until a job of `lane` is due and leases it. Cancel safe: nothing is leased unless
+    /// returned (a backend may instead hand such a job out again after its visibility timeout).
+    fn receive(&self, lane: &str) -> impl Future<Output = Result<Job, QueueError>> + Send;
 
     /// Removes a delivered job.
     fn ack(&self, job: &Job) -> impl Future<Output = Result<(), QueueError>> + Send;
@@ -101,58 +147,63 @@ pub trait Queue: Send + Sync {
         error: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
-    /// Moves the job to the dead-letter table.
+    /// Moves the job to its lane's dead letters, replacing an older one of the same event id.
     fn dead_letter(
         &self,
         job: &Job,
         error: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
-    /// Jobs of `route` not yet acknowledged (queued + leased).
-    fn depth(&self, route: &str) -> usize;
-}
+    /// Jobs of `lane` not yet acknowledged (queued, waiting for a retry, or leased).
+    fn depth(&self, lane: &str) -> impl Future<Output = Result<usize, QueueError>> + Send;
 
-/// The queue backend chosen from config; cheap to clone (handles share one store).
-#[derive(Clone)]
-pub enum Backend {
-    /// The embedded redb queue (one replica).
-    Embedded(embedded::EmbeddedQueue),
-}
+    /// Age of the oldest not-yet-delivered event of the lane, None when empty.
+    fn oldest_age(
+        &self,
+        lane: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, QueueError>> + Send;
 
-impl Queue for Backend {
-    async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
-        match self {
-            Backend::Embedded(q) => q.enqueue(event).await,
-        }
-    }
+    /// Dead letters of a lane, newest first, at most `limit`.
+    fn dead(
+        &self,
+        lane: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadEvent>, QueueError>> + Send;
 
-    async fn receive(&self, route: &str) -> Result<Job, QueueError> {
-        match self {
-            Backend::Embedded(q) => q.receive(route).await,
-        }
-    }
+    /// One dead event by its event id.
+    fn dead_by_id(
+        &self,
+        lane: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeadEvent>, QueueError>> + Send;
 
-    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        match self {
-            Backend::Embedded(q) => q.ack(job).await,
-        }
-    }
+    /// Back onto the queue (same event id, attempts reset); false if no such dead event.
+    fn replay(&self, lane: &str, id: &str)
+    -> impl Future<Output = Result<bool, QueueError>> + Send;
 
-    async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
-        match self {
-            Backend::Embedded(q) => q.retry(job, at, error).await,
-        }
-    }
+    /// Replays every dead event of the lane; returns how many went back on the queue.
+    fn replay_all(&self, lane: &str) -> impl Future<Output = Result<usize, QueueError>> + Send;
 
-    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
-        match self {
-            Backend::Embedded(q) => q.dead_letter(job, error).await,
-        }
-    }
+    /// Deletes one dead event; false if there was none.
+    fn purge(&self, lane: &str, id: &str) -> impl Future<Output = Result<bool, QueueError>> + Send;
 
-    fn depth(&self, route: &str) -> usize {
-        match self {
-            Backend::Embedded(q) => q.depth(route),
-        }
-    }
+    /// Deletes every dead event of the lane; returns how many.
+    fn purge_all(&self, lane: &str) -> impl Future<Output = Result<usize, QueueError>> + Send;
+
+    /// Appends one delivery attempt to the lane's history, keeping the newest `HISTORY_MAX`.
+    /// Not durable on its own: it rides along with the next write, so a crash may lose the
+    /// newest lines (never an event).
+    fn record_attempt(
+        &self,
+        lane: &str,
+        rec: AttemptRecord,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Newest first, at most `limit`; optionally only one event id's attempts.
+    fn history(
+        &self,
+        lane: &str,
+        event_id: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AttemptRecord>, QueueError>> + Send;
 }

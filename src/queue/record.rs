@@ -81,6 +81,7 @@ mod tests {
             body: bytes::Bytes::from_static(b"{\"id\":\"evt_1\"}"),
             dedup_unavailable: true,
             event_type: Some("invoice.paid".into()),
+            upstream: Some("billing".into()),
         }
     }
 

@@ -1,8 +1,12 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::queue::{Event, Queue, QueueError};
 
-fn event(route: &str, id: &str) -> Event {
+mod dlq;
+mod history;
+
+pub(super) fn event(route: &str, id: &str) -> Event {
     Event {
         route: route.into(),
         id: id.into(),
@@ -11,15 +15,16 @@ fn event(route: &str, id: &str) -> Event {
         body: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
         dedup_unavailable: false,
         event_type: None,
+        upstream: None,
     }
 }
 
-fn open(dir: &tempfile::TempDir) -> EmbeddedQueue {
+pub(super) fn open(dir: &tempfile::TempDir) -> EmbeddedQueue {
     EmbeddedQueue::open(Db::open(dir.path()).unwrap()).unwrap()
 }
 
 /// Receives with a deadline, so a bug fails the test instead of hanging it.
-async fn recv(q: &EmbeddedQueue, route: &str) -> Job {
+pub(super) async fn recv(q: &EmbeddedQueue, route: &str) -> Job {
     tokio::time::timeout(Duration::from_secs(5), q.receive(route))
         .await
         .expect("a job within 5 s")
@@ -27,7 +32,7 @@ async fn recv(q: &EmbeddedQueue, route: &str) -> Job {
 }
 
 /// Whether `receive` stays empty for `ms`.
-async fn nothing_for(q: &EmbeddedQueue, route: &str, ms: u64) -> bool {
+pub(super) async fn nothing_for(q: &EmbeddedQueue, route: &str, ms: u64) -> bool {
     tokio::time::timeout(Duration::from_millis(ms), q.receive(route))
         .await
         .is_err()
@@ -38,15 +43,15 @@ async fn enqueue_receive_ack() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir);
     let seq = q.enqueue(event("r", "e1")).await.unwrap();
-    assert_eq!(q.depth("r"), 1);
+    assert_eq!(q.depth("r").await.unwrap(), 1);
     let job = recv(&q, "r").await;
     assert_eq!(
         (job.seq, job.attempts, job.event.id.as_str()),
         (seq, 0, "e1")
     );
-    assert_eq!(q.depth("r"), 1, "leased jobs still count");
+    assert_eq!(q.depth("r").await.unwrap(), 1, "leased jobs still count");
     q.ack(&job).await.unwrap();
-    assert_eq!(q.depth("r"), 0);
+    assert_eq!(q.depth("r").await.unwrap(), 0);
     assert!(nothing_for(&q, "r", 50).await);
 }
 
@@ -94,44 +99,6 @@ async fn retry_is_due_later_with_one_more_attempt() {
 }
 
 #[tokio::test]
-async fn dead_letter_then_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = open(&dir);
-    q.enqueue(event("r", "doomed")).await.unwrap();
-    let job = recv(&q, "r").await;
-    q.dead_letter(&job, "gave up").await.unwrap();
-    assert_eq!(q.depth("r"), 0);
-    let dead = q.dead("r", 10).unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].seq, dead[0].attempts), (job.seq, 1));
-    assert_eq!(dead[0].last_error, "gave up");
-    assert!(q.dead_one("r", job.seq).unwrap().is_some());
-
-    let new_seq = q.replay("r", job.seq).await.unwrap().expect("was dead");
-    assert!(new_seq > job.seq);
-    assert!(q.dead("r", 10).unwrap().is_empty());
-    let back = recv(&q, "r").await;
-    assert_eq!((back.event.id.as_str(), back.attempts), ("doomed", 0));
-    assert_eq!(q.replay("r", job.seq).await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn purge_deletes_dead_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = open(&dir);
-    for id in ["a", "b", "c"] {
-        q.enqueue(event("r", id)).await.unwrap();
-        let job = recv(&q, "r").await;
-        q.dead_letter(&job, "x").await.unwrap();
-    }
-    let first = q.dead("r", 1).unwrap()[0].seq;
-    assert!(q.purge("r", first).await.unwrap());
-    assert!(!q.purge("r", first).await.unwrap());
-    assert_eq!(q.purge_all("r").await.unwrap(), 2);
-    assert!(q.dead("r", 10).unwrap().is_empty());
-}
-
-#[tokio::test]
 async fn unacked_jobs_survive_restart_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir);
@@ -142,7 +109,7 @@ async fn unacked_jobs_survive_restart_in_order() {
     drop(q);
 
     let q = open(&dir);
-    assert_eq!(q.depth("r"), 2);
+    assert_eq!(q.depth("r").await.unwrap(), 2);
     assert_eq!(recv(&q, "r").await.event.id, "e1");
     assert_eq!(recv(&q, "r").await.event.id, "e2");
     let next = q.enqueue(event("r", "e3")).await.unwrap();
@@ -193,7 +160,7 @@ async fn concurrent_enqueues_share_commits() {
         q.ack(&job).await.unwrap();
     }
     assert_eq!(ids.len(), 200);
-    assert_eq!(q.depth("r"), 0);
+    assert_eq!(q.depth("r").await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -203,4 +170,84 @@ async fn closed_db_refuses_writes() {
     q.db.close();
     let err = q.enqueue(event("r", "e")).await.unwrap_err();
     assert!(matches!(err, QueueError::Unavailable(StorageError::Closed)));
+}
+
+fn fanned(route: &str, id: &str, upstream: &str) -> Event {
+    Event {
+        upstream: Some(upstream.into()),
+        ..event(route, id)
+    }
+}
+
+#[tokio::test]
+async fn lanes_are_separate_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let billing = fanned("r", "e", "billing");
+    assert_eq!(billing.lane(), "r/billing");
+    q.enqueue(billing).await.unwrap();
+    assert!(
+        nothing_for(&q, "r", 30).await,
+        "the route's own lane is empty"
+    );
+    let job = recv(&q, "r/billing").await;
+    assert_eq!(job.event.upstream.as_deref(), Some("billing"));
+    q.ack(&job).await.unwrap();
+    assert_eq!(q.depth("r/billing").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn enqueue_all_stores_every_event_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let before = q.db.commits();
+    let events = vec![
+        fanned("r", "e", "a"),
+        fanned("r", "e", "b"),
+        event("r", "e"),
+    ];
+    let seqs = q.enqueue_all(events).await.unwrap();
+    assert_eq!(q.db.commits() - before, 1);
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    for lane in ["r/a", "r/b", "r"] {
+        assert_eq!(recv(&q, lane).await.event.id, "e");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_all_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.db.close();
+    let events = vec![fanned("r", "e", "a"), fanned("r", "e", "b")];
+    assert!(q.enqueue_all(events).await.is_err());
+    assert_eq!(q.depth("r/a").await.unwrap(), 0);
+    assert_eq!(q.depth("r/b").await.unwrap(), 0);
+    drop(q);
+    let q = open(&dir);
+    assert_eq!(
+        q.depth("r/a").await.unwrap() + q.depth("r/b").await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn oldest_age_is_that_of_the_first_undelivered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    assert_eq!(q.oldest_age("r").await.unwrap(), None);
+    let mut old = event("r", "old");
+    old.received_at_ms = now_ms() - 60_000;
+    q.enqueue(old).await.unwrap();
+    q.enqueue(event("r", "new")).await.unwrap();
+    let age = q.oldest_age("r").await.unwrap().expect("not empty");
+    assert!(
+        age >= Duration::from_secs(60) && age < Duration::from_secs(70),
+        "{age:?}"
+    );
+    let job = recv(&q, "r").await;
+    q.ack(&job).await.unwrap();
+    let age = q.oldest_age("r").await.unwrap().expect("one left");
+    assert!(age < Duration::from_secs(10), "{age:?}");
 }

@@ -1,0 +1,102 @@
+//! The queue backend chosen from config: a closed enum, so callers get static dispatch and no
+//! boxed futures.
+
+use std::time::{Duration, SystemTime};
+
+use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded};
+
+/// The queue backend chosen from config; cheap to clone (handles share one store).
+#[derive(Clone)]
+pub enum Backend {
+    /// The embedded redb queue (one replica).
+    Embedded(embedded::EmbeddedQueue),
+}
+
+impl Backend {
+    /// Writes what the backend buffers in memory (history lines); call before shutdown.
+    pub async fn flush(&self) {
+        match self {
+            Backend::Embedded(q) => q.flush_history().await,
+        }
+    }
+}
+
+/// Forwards one call to whichever backend is configured.
+macro_rules! each {
+    ($self:ident, $q:ident => $call:expr) => {
+        match $self {
+            Backend::Embedded($q) => $call,
+        }
+    };
+}
+
+impl Queue for Backend {
+    async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
+        each!(self, q => q.enqueue(event).await)
+    }
+
+    async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
+        each!(self, q => q.enqueue_all(events).await)
+    }
+
+    async fn receive(&self, lane: &str) -> Result<Job, QueueError> {
+        each!(self, q => q.receive(lane).await)
+    }
+
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        each!(self, q => q.ack(job).await)
+    }
+
+    async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
+        each!(self, q => q.retry(job, at, error).await)
+    }
+
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+        each!(self, q => q.dead_letter(job, error).await)
+    }
+
+    async fn depth(&self, lane: &str) -> Result<usize, QueueError> {
+        each!(self, q => q.depth(lane).await)
+    }
+
+    async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
+        each!(self, q => q.oldest_age(lane).await)
+    }
+
+    async fn dead(&self, lane: &str, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
+        each!(self, q => q.dead(lane, limit).await)
+    }
+
+    async fn dead_by_id(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, QueueError> {
+        each!(self, q => q.dead_by_id(lane, id).await)
+    }
+
+    async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        each!(self, q => q.replay(lane, id).await)
+    }
+
+    async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {
+        each!(self, q => q.replay_all(lane).await)
+    }
+
+    async fn purge(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        each!(self, q => q.purge(lane, id).await)
+    }
+
+    async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
+        each!(self, q => q.purge_all(lane).await)
+    }
+
+    async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
+        each!(self, q => q.record_attempt(lane, rec).await)
+    }
+
+    async fn history(
+        &self,
+        lane: &str,
+        event_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, QueueError> {
+        each!(self, q => q.history(lane, event_id, limit).await)
+    }
+}

@@ -1,0 +1,155 @@
+//! The `Queue` contract over the embedded store: each operation is one write through the
+//! group commit, and the schedule follows once the write's outcome is known.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redb::WriteTransaction;
+use tokio::sync::oneshot;
+
+use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use crate::embedded::{QUEUE, StorageError, now_ms, to_ms};
+use crate::queue::schedule::Next;
+use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+
+impl Queue for EmbeddedQueue {
+    async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
+        let seqs = self.enqueue_all(vec![event]).await?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    }
+
+    /// One write op, so the events share one transaction. Refuses with `Full` rather than
+    /// waiting when the writer is far behind.
+    async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
+        let due = now_ms();
+        let mut jobs = Vec::with_capacity(events.len());
+        for event in &events {
+            let bytes = record::encode_job(due, 0, None, event).map_err(StorageError::from)?;
+            jobs.push((event.lane(), self.next_seq(), bytes));
+        }
+        let seqs: Vec<u64> = jobs.iter().map(|j| j.1).collect();
+        let keys: Vec<(String, u64)> = jobs.iter().map(|j| (j.0.clone(), j.1)).collect();
+        let (tx, rx) = oneshot::channel();
+        let schedule = Arc::clone(&self.schedule);
+        let lines = self.history.take();
+        let write = move |txn: &WriteTransaction| {
+            history::write(txn, &lines)?;
+            jobs.iter()
+                .try_for_each(|(lane, seq, bytes)| put_job(txn, lane, *seq, bytes))
+        };
+        let then = move |result: Result<(), StorageError>| {
+            if result.is_ok() {
+                keys.iter()
+                    .for_each(|(lane, seq)| schedule.insert(lane, due, *seq));
+            }
+            let _ = tx.send(result);
+        };
+        self.db.try_submit(write, then)?;
+        rx.await.unwrap_or(Err(StorageError::Closed))?;
+        Ok(seqs)
+    }
+
+    async fn receive(&self, lane: &str) -> Result<Job, QueueError> {
+        let notify = self.schedule.notifier(lane);
+        loop {
+            // Registered before looking, so a job added in between still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_receive(lane)? {
+                Ok(job) => return Ok(job),
+                Err(Next::WaitUntil(due)) => {
+                    let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = notified => {}
+                    }
+                }
+                Err(_) => notified.await,
+            }
+        }
+    }
+
+    /// On failure the job becomes due again at once: it may be delivered twice, never lost.
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        let (lane, seq) = (job.event.lane(), job.seq);
+        let key = lane.clone();
+        let write = move |txn: &WriteTransaction| {
+            txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
+            Ok(())
+        };
+        let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
+        Ok(self.write_then(write, after).await?)
+    }
+
+    /// The job is due again at `at` even if the write fails (it then keeps its old record).
+    async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
+        let (lane, seq, due) = (job.event.lane(), job.seq, to_ms(at));
+        let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
+            .map_err(StorageError::from)?;
+        let key = lane.clone();
+        let write = move |txn: &WriteTransaction| put_job(txn, &key, seq, &bytes);
+        let after = move |s: &Schedule, _: Option<&()>| s.insert(&lane, due, seq);
+        Ok(self.write_then(write, after).await?)
+    }
+
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+        let dead = DeadEvent {
+            seq: self.next_seq(),
+            event: job.event.clone(),
+            attempts: job.attempts + 1,
+            last_error: error.to_owned(),
+            died_at_ms: now_ms(),
+        };
+        Ok(self.move_to_dead(job, dead).await?)
+    }
+
+    async fn depth(&self, lane: &str) -> Result<usize, QueueError> {
+        Ok(self.schedule.depth(lane))
+    }
+
+    async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
+        let oldest = self.oldest(lane)?;
+        let age = |j: Job| Duration::from_millis(now_ms().saturating_sub(j.event.received_at_ms));
+        Ok(oldest.map(age))
+    }
+
+    async fn dead(&self, lane: &str, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
+        Ok(self.dead_list(lane, limit)?)
+    }
+
+    async fn dead_by_id(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, QueueError> {
+        Ok(self.dead_one(lane, id)?)
+    }
+
+    async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        let dead = self.dead_one(lane, id)?.into_iter().collect();
+        Ok(self.revive(lane, dead).await? > 0)
+    }
+
+    async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {
+        let dead = self.dead_list(lane, usize::MAX)?;
+        Ok(self.revive(lane, dead).await?)
+    }
+
+    async fn purge(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        Ok(self.purge_one(lane, id).await?)
+    }
+
+    async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
+        Ok(self.purge_lane(lane).await?)
+    }
+
+    async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
+        Ok(self.append_history(lane, rec)?)
+    }
+
+    async fn history(
+        &self,
+        lane: &str,
+        event_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, QueueError> {
+        Ok(self.read_history(lane, event_id, limit)?)
+    }
+}

@@ -1,0 +1,170 @@
+//! Dead letters in the embedded store: kept under (lane, seq at death) so a listing is newest
+//! first, with an index by event id so one can be shown, replayed or purged by id.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::{EmbeddedQueue, Schedule, bump_last_seq, put_job, settle};
+use crate::embedded::{DEAD, DEAD_IDS, QUEUE, StorageError, now_ms};
+use crate::queue::{DeadEvent, Job, record};
+
+impl EmbeddedQueue {
+    /// Up to `limit` dead events of `lane`, newest first.
+    pub(super) fn dead_list(
+        &self,
+        lane: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadEvent>, StorageError> {
+        let txn = self.db.read()?;
+        let table = txn.open_table(DEAD)?;
+        let mut out = Vec::new();
+        for entry in table.range((lane, 0)..=(lane, u64::MAX))?.rev().take(limit) {
+            let (_, bytes) = entry?;
+            out.push(record::decode_dead(bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The dead event of `lane` with event id `id`, if there is one.
+    pub(super) fn dead_one(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, StorageError> {
+        let txn = self.db.read()?;
+        let Some(seq) = txn
+            .open_table(DEAD_IDS)?
+            .get((lane, id))?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        let Some(bytes) = txn.open_table(DEAD)?.get((lane, seq))? else {
+            return Ok(None);
+        };
+        Ok(Some(record::decode_dead(bytes.value())?))
+    }
+
+    /// Deletes the job from the queue and files `dead` in one transaction.
+    pub(super) async fn move_to_dead(
+        &self,
+        job: &Job,
+        dead: DeadEvent,
+    ) -> Result<(), StorageError> {
+        let bytes = record::encode_dead(&dead)?;
+        let (lane, seq, id) = (job.event.lane(), job.seq, job.event.id.clone());
+        let key = lane.clone();
+        let write = move |txn: &WriteTransaction| {
+            txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
+            put_dead(txn, &key, &id, dead.seq, &bytes)
+        };
+        let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
+        self.write_then(write, after).await
+    }
+
+    /// Puts `dead` back at the tail of `lane` with attempts reset and the same event ids, in
+    /// one transaction; skips any that were purged or replayed meanwhile. Durable when Ok.
+    pub(super) async fn revive(
+        &self,
+        lane: &str,
+        dead: Vec<DeadEvent>,
+    ) -> Result<usize, StorageError> {
+        let due = now_ms();
+        let mut moves = Vec::with_capacity(dead.len());
+        // Encoded here: the writer only moves bytes, so a bad record cannot fail a batch.
+        for d in dead {
+            let bytes = record::encode_job(due, 0, None, &d.event)?;
+            moves.push((d.event.id, d.seq, self.next_seq(), bytes));
+        }
+        let key = lane.to_owned();
+        let write = move |txn: &WriteTransaction| {
+            let mut moved = Vec::new();
+            for (id, dead_seq, seq, bytes) in &moves {
+                if take_dead(txn, &key, id, *dead_seq)? {
+                    put_job(txn, &key, *seq, bytes)?;
+                    moved.push(*seq);
+                }
+            }
+            Ok(moved)
+        };
+        let lane = lane.to_owned();
+        // Scheduled on the writer thread, so a cancelled caller cannot strand the jobs.
+        let after = move |s: &Schedule, moved: Option<&Vec<u64>>| {
+            moved
+                .into_iter()
+                .flatten()
+                .for_each(|seq| s.insert(&lane, due, *seq));
+        };
+        Ok(self.write_then(write, after).await?.len())
+    }
+
+    /// Deletes the dead event `id` of `lane`; false if there was none. Durable when Ok.
+    pub(super) async fn purge_one(&self, lane: &str, id: &str) -> Result<bool, StorageError> {
+        let (key, id) = (lane.to_owned(), id.to_owned());
+        let write = move |txn: &WriteTransaction| {
+            let seq = txn
+                .open_table(DEAD_IDS)?
+                .get((key.as_str(), id.as_str()))?
+                .map(|g| g.value());
+            match seq {
+                Some(seq) => take_dead(txn, &key, &id, seq),
+                None => Ok(false),
+            }
+        };
+        self.db.write(write).await
+    }
+
+    /// Deletes every dead event of `lane`; returns how many. Durable when Ok.
+    pub(super) async fn purge_lane(&self, lane: &str) -> Result<usize, StorageError> {
+        let key = lane.to_owned();
+        let write = move |txn: &WriteTransaction| {
+            let mut removed = 0;
+            let range = (key.as_str(), 0)..=(key.as_str(), u64::MAX);
+            txn.open_table(DEAD)?.retain_in(range, |_, _| {
+                removed += 1;
+                false
+            })?;
+            let mut ids = txn.open_table(DEAD_IDS)?;
+            let mut stale = Vec::new();
+            for entry in ids.range((key.as_str(), "")..)? {
+                let (k, _) = entry?;
+                let (l, id) = k.value();
+                if l != key {
+                    break;
+                }
+                stale.push(id.to_owned());
+            }
+            for id in &stale {
+                ids.remove((key.as_str(), id.as_str()))?;
+            }
+            Ok(removed)
+        };
+        self.db.write(write).await
+    }
+}
+
+/// Files a dead letter under `seq`, replacing an older one of the same event id.
+fn put_dead(
+    txn: &WriteTransaction,
+    lane: &str,
+    id: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let mut dead = txn.open_table(DEAD)?;
+    let old = txn
+        .open_table(DEAD_IDS)?
+        .insert((lane, id), seq)?
+        .map(|g| g.value());
+    if let Some(old) = old {
+        dead.remove((lane, old))?;
+    }
+    dead.insert((lane, seq), bytes)?;
+    bump_last_seq(txn, seq)
+}
+
+/// Removes the dead letter `seq` of `id` if it is still the one filed; true if it was.
+fn take_dead(txn: &WriteTransaction, lane: &str, id: &str, seq: u64) -> Result<bool, StorageError> {
+    let mut ids = txn.open_table(DEAD_IDS)?;
+    if ids.get((lane, id))?.map(|g| g.value()) != Some(seq) {
+        return Ok(false);
+    }
+    ids.remove((lane, id))?;
+    txn.open_table(DEAD)?.remove((lane, seq))?;
+    Ok(true)
+}

@@ -1,0 +1,164 @@
+//! Delivery history in the embedded store: a ring of `HISTORY_MAX` slots per lane, so keeping
+//! only the newest attempts costs no deletes and no counting.
+//!
+//! Lines wait in memory and are written by the next queue write (an ack, retry or enqueue), so
+//! history never costs an fsync of its own on the delivery path; when nothing else writes, a
+//! delayed flush writes them. Reads see pending lines too. A crash may lose the newest lines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redb::WriteTransaction;
+
+use super::EmbeddedQueue;
+use crate::embedded::{Db, HISTORY, StorageError};
+use crate::queue::{AttemptRecord, HISTORY_MAX};
+
+/// How long a line may wait for another write before it is written on its own.
+const FLUSH_AFTER: Duration = Duration::from_millis(500);
+
+/// History numbering and the lines not yet handed to the writer.
+#[derive(Default)]
+pub(super) struct Rings {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The next number to write, per lane; loaded from disk on a lane's first line.
+    next: HashMap<String, u64>,
+    pending: Vec<Line>,
+    flush_scheduled: bool,
+}
+
+/// One attempt waiting to be written into its lane's ring.
+pub(super) struct Line {
+    lane: String,
+    n: u64,
+    rec: AttemptRecord,
+    bytes: Vec<u8>,
+}
+
+impl Rings {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each update leaves the state consistent, so a panic elsewhere is harmless.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the pending lines, for the caller's transaction to write.
+    pub(super) fn take(&self) -> Vec<Line> {
+        std::mem::take(&mut self.lock().pending)
+    }
+}
+
+/// Writes `lines` into their rings; called inside another write's transaction.
+pub(super) fn write(txn: &WriteTransaction, lines: &[Line]) -> Result<(), StorageError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(HISTORY)?;
+    for line in lines {
+        table.insert((line.lane.as_str(), slot(line.n)), line.bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Writes the pending lines in a write of their own.
+async fn flush(db: &Db, rings: &Rings) {
+    let lines = rings.take();
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(e) = db.write(move |txn| write(txn, &lines)).await {
+        tracing::warn!(error = %e, "delivery history lines lost");
+    }
+}
+
+fn slot(n: u64) -> u32 {
+    u32::try_from(n % HISTORY_MAX as u64).unwrap_or_default()
+}
+
+impl EmbeddedQueue {
+    /// Numbers `rec` and keeps it for the next write; schedules a flush if none is due.
+    pub(super) fn append_history(
+        &self,
+        lane: &str,
+        rec: AttemptRecord,
+    ) -> Result<(), StorageError> {
+        let mut state = self.history.lock();
+        let n = match state.next.get(lane) {
+            Some(n) => *n,
+            None => self.ring(lane)?.into_keys().max().map_or(0, |n| n + 1),
+        };
+        state.next.insert(lane.to_owned(), n + 1);
+        let bytes = postcard::to_stdvec(&(n, &rec))?;
+        let lane = lane.to_owned();
+        state.pending.push(Line {
+            lane,
+            n,
+            rec,
+            bytes,
+        });
+        let runtime = tokio::runtime::Handle::try_current();
+        if let Ok(rt) = runtime
+            && !std::mem::replace(&mut state.flush_scheduled, true)
+        {
+            // Weak handles: a pending flush must not keep the database open.
+            let (db, rings) = (self.db.downgrade(), Arc::downgrade(&self.history));
+            rt.spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                if let (Some(db), Some(rings)) = (db.upgrade(), rings.upgrade()) {
+                    rings.lock().flush_scheduled = false;
+                    flush(&db, &rings).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes pending history lines now (no-op when none wait); used by the delayed flush and
+    /// at shutdown.
+    pub async fn flush_history(&self) {
+        flush(&self.db, &self.history).await;
+    }
+
+    /// Newest first, at most `limit`, optionally only `event_id`'s attempts.
+    pub(super) fn read_history(
+        &self,
+        lane: &str,
+        event_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StorageError> {
+        let mut ring = self.ring(lane)?;
+        for line in self
+            .history
+            .lock()
+            .pending
+            .iter()
+            .filter(|l| l.lane == lane)
+        {
+            ring.insert(line.n, line.rec.clone());
+        }
+        // A pending line overwrites its slot's older number: keep the newest HISTORY_MAX.
+        if let Some(&max) = ring.keys().next_back() {
+            ring = ring.split_off(&max.saturating_sub(HISTORY_MAX as u64 - 1));
+        }
+        let wanted = |r: &AttemptRecord| event_id.is_none_or(|id| r.event_id == id);
+        let newest_first = ring.into_values().rev().filter(wanted);
+        Ok(newest_first.take(limit).collect())
+    }
+
+    /// Every stored record of the lane by number.
+    fn ring(&self, lane: &str) -> Result<BTreeMap<u64, AttemptRecord>, StorageError> {
+        let txn = self.db.read()?;
+        let table = txn.open_table(HISTORY)?;
+        let mut out = BTreeMap::new();
+        for entry in table.range((lane, 0)..=(lane, u32::MAX))? {
+            let (_, bytes) = entry?;
+            let (n, rec): (u64, AttemptRecord) = postcard::from_bytes(bytes.value())?;
+            out.insert(n, rec);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,116 @@
+//! Delivery history: a ring of the newest attempts per lane.
+
+use super::*;
+use crate::queue::{AttemptRecord, HISTORY_MAX};
+
+/// Longer than the delayed flush's wait.
+const FLUSH_WAIT: Duration = Duration::from_millis(900);
+
+fn attempt(id: &str, n: u32) -> AttemptRecord {
+    AttemptRecord {
+        event_id: id.into(),
+        attempt: n,
+        status: Some(503),
+        latency_ms: 12,
+        at_ms: now_ms(),
+        error: Some("upstream answered 503".into()),
+        answer: bytes::Bytes::from_static(b"busy"),
+    }
+}
+
+#[tokio::test]
+async fn newest_first_and_filtered_by_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    for n in 1..=3 {
+        q.record_attempt("r", attempt("a", n)).await.unwrap();
+        q.record_attempt("r", attempt("b", n)).await.unwrap();
+    }
+    let all = q.history("r", None, 100).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!((all[0].event_id.as_str(), all[0].attempt), ("b", 3));
+    assert_eq!(all[0], attempt("b", 3).with_at(all[0].at_ms));
+    let a = q.history("r", Some("a"), 2).await.unwrap();
+    let got: Vec<_> = a.iter().map(|r| (r.event_id.as_str(), r.attempt)).collect();
+    assert_eq!(got, [("a", 3), ("a", 2)]);
+    assert!(q.history("other", None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn keeps_only_the_newest_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let total = HISTORY_MAX as u32 + 5;
+    for n in 1..=total {
+        q.record_attempt("r", attempt("e", n)).await.unwrap();
+    }
+    let h = q.history("r", None, usize::MAX).await.unwrap();
+    assert_eq!(h.len(), HISTORY_MAX);
+    assert_eq!((h[0].attempt, h[HISTORY_MAX - 1].attempt), (total, 6));
+    q.flush_history().await;
+    q.db.close();
+    drop(q);
+
+    let q = open(&dir);
+    q.record_attempt("r", attempt("e", total + 1))
+        .await
+        .unwrap();
+    let h = q.history("r", None, 2).await.unwrap();
+    assert_eq!(
+        (h[0].attempt, h[1].attempt),
+        (total + 1, total),
+        "numbering goes on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_rides_along_with_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "e")).await.unwrap();
+    let job = recv(&q, "r").await;
+    let before = q.db.commits();
+    q.record_attempt("r", attempt("e", 1)).await.unwrap();
+    q.ack(&job).await.unwrap();
+    assert_eq!(
+        q.db.commits() - before,
+        1,
+        "one fsync for history line + ack"
+    );
+    assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
+    tokio::time::sleep(FLUSH_WAIT).await;
+    assert_eq!(
+        q.db.commits() - before,
+        1,
+        "nothing left for the delayed flush"
+    );
+}
+
+#[tokio::test]
+async fn pending_lines_are_read_and_flushed_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let before = q.db.commits();
+    q.record_attempt("r", attempt("e", 1)).await.unwrap();
+    assert_eq!(
+        q.history("r", None, 10).await.unwrap().len(),
+        1,
+        "read before written"
+    );
+    tokio::time::sleep(FLUSH_WAIT).await;
+    assert_eq!(q.db.commits() - before, 1, "written by the delayed flush");
+    q.db.close();
+    drop(q);
+    let q = open(&dir);
+    assert_eq!(q.history("r", None, 10).await.unwrap().len(), 1);
+}
+
+trait WithAt {
+    fn with_at(self, at: u64) -> Self;
+}
+
+impl WithAt for AttemptRecord {
+    fn with_at(self, at_ms: u64) -> Self {
+        AttemptRecord { at_ms, ..self }
+    }
+}
