@@ -83,12 +83,13 @@ pub async fn run(
         client: deliver::forward::client(),
         metrics: metrics.clone(),
     };
-    let mut workers = deliver::spawn(&config.routes, shared, shutdown.clone(), grace);
+    let (lanes, mut workers) = deliver::spawn(&config.routes, shared, shutdown.clone(), grace);
 
     let admin = Arc::new(admin::Admin {
         token: config.admin.token.clone(),
         metrics: metrics.clone(),
         queue: queue.clone(),
+        lanes,
         routes: config.routes.iter().map(|r| r.name.clone()).collect(),
         shutdown: shutdown.clone(),
     });

@@ -1,6 +1,9 @@
 //! Prometheus metrics. `prometheus-client` is the Prometheus project's own Rust client: typed
 //! label sets and text encoding without a global registry, so tests can run gateways side by side.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,6 +37,26 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_seconds: Family<RouteLabels, Histogram>,
     queue_depth: Family<RouteLabels, Gauge>,
+    suspended: Family<LaneLabels, Gauge>,
+    /// Per-route totals for `/admin/routes` (the families above cannot be read back by route).
+    counts: Mutex<HashMap<String, RouteCounts>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    lane: String,
+}
+
+/// Totals of one route since start.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RouteCounts {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub refused: u64,
+    pub unavailable: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead: u64,
 }
 
 impl Default for Metrics {
@@ -55,6 +78,7 @@ impl Metrics {
             ])
         });
         let queue_depth = Family::<RouteLabels, Gauge>::default();
+        let suspended = Family::<LaneLabels, Gauge>::default();
         registry.register(
             "requests",
             "Webhook requests by route, status and reason",
@@ -80,6 +104,11 @@ impl Metrics {
             "Events stored and not yet delivered",
             queue_depth.clone(),
         );
+        registry.register(
+            "upstream_suspended",
+            "1 while a lane's upstream is suspended",
+            suspended.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -87,6 +116,8 @@ impl Metrics {
             deliveries,
             delivery_seconds,
             queue_depth,
+            suspended,
+            counts: Mutex::default(),
         }
     }
 
@@ -98,6 +129,30 @@ impl Metrics {
             reason: reason.into(),
         };
         self.requests.get_or_create(&labels).inc();
+        self.count(route, |c| match (status, reason) {
+            (200, "duplicate") => c.duplicate += 1,
+            (200, _) => c.accepted += 1,
+            (503, _) => c.unavailable += 1,
+            _ => c.refused += 1,
+        });
+    }
+
+    fn count(&self, route: &str, f: impl FnOnce(&mut RouteCounts)) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        f(counts.entry(route.to_owned()).or_default());
+    }
+
+    /// A route's totals as JSON.
+    pub fn route_counters(&self, route: &str) -> serde_json::Value {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        serde_json::to_value(counts.get(route).cloned().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Sets a lane's suspension gauge.
+    pub fn set_suspended(&self, lane: &str, suspended: bool) {
+        self.suspended
+            .get_or_create(&LaneLabels { lane: lane.into() })
+            .set(i64::from(suspended));
     }
 
     /// Counts an event accepted without dedup.
@@ -109,8 +164,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one delivery attempt (`delivered`, `retry`, `dead`) and its latency.
+    /// Counts one delivery attempt (`delivered`, `retry`, `dead`) of a lane and its latency.
     pub fn delivery(&self, route: &str, outcome: &str, seconds: f64) {
+        let name = route.split('/').next().unwrap_or(route);
+        self.count(name, |c| match outcome {
+            "delivered" => c.delivered += 1,
+            "retry" => c.retried += 1,
+            _ => c.dead += 1,
+        });
         let labels = DeliveryLabels {
             route: route.into(),
             outcome: outcome.into(),

@@ -7,6 +7,7 @@
 mod raw;
 mod route;
 pub mod secret;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use route::{RateLimit, RetryPolicy, Route, Upstream};
+pub use route::{RateLimit, RetryPolicy, Route};
 pub use secret::Secret;
+pub use upstream::Upstream;
 
 /// A config file that failed to load; the message names file, key and problem.
 #[derive(Debug, thiserror::Error)]

@@ -112,7 +112,12 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub allow_ips: Vec<String>,
-    pub upstream: RawUpstream,
+    /// The route's single upstream; or `upstreams` for fan-out.
+    pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    /// JSON pointer to the event type in the body, for `events` filters.
+    pub event_type: Option<String>,
     #[serde(default)]
     pub retry: RawRetry,
     pub forward_secret: Option<String>,
@@ -127,17 +132,27 @@ pub struct RawRateLimit {
     pub per_ip_rps: Option<u32>,
 }
 
-/// `route.upstream`.
+/// `route.upstream`, or one entry of `route.upstreams`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
+    /// Required in `upstreams` (fan-out); names the lane `route/name`.
+    pub name: Option<String>,
     pub url: String,
+    /// Event-type globs this upstream wants (`"invoice.*"`); empty means all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Extra PEM CA bundle trusted for an https upstream.
+    pub ca: Option<String>,
     #[serde(default = "d_upstream_timeout")]
     pub timeout: String,
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
     #[serde(default = "d_suspend_after")]
     pub suspend_after: u32,
+    /// First wait before probing a suspended upstream; doubles up to 5 minutes.
+    #[serde(default = "d_probe_interval")]
+    pub probe_interval: String,
 }
 
 /// `route.retry`.
@@ -148,6 +163,9 @@ pub struct RawRetry {
     pub schedule: Vec<String>,
     #[serde(default = "d_max_attempts")]
     pub max_attempts: u32,
+    /// Upstream statuses that dead-letter at once instead of retrying (e.g. 410 Gone).
+    #[serde(default)]
+    pub no_retry_on: Vec<u16>,
 }
 
 impl Default for RawRetry {
@@ -155,6 +173,7 @@ impl Default for RawRetry {
         RawRetry {
             schedule: d_schedule(),
             max_attempts: d_max_attempts(),
+            no_retry_on: Vec::new(),
         }
     }
 }
@@ -214,6 +233,9 @@ fn d_suspend_after() -> u32 {
 // The providers' own schedule (seeds/004): 30 s, 5 min, 30 min, 2 h, failed after 5 attempts.
 fn d_schedule() -> Vec<String> {
     ["30s", "5m", "30m", "2h"].map(s).to_vec()
+}
+fn d_probe_interval() -> String {
+    s("5s")
 }
 fn d_max_attempts() -> u32 {
     5

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::raw::{RawRateLimit, RawRetry, RawRoute, RawUpstream};
+use super::raw::{RawRateLimit, RawRetry, RawRoute};
+use super::upstream::{Upstream, upstreams};
 use super::{ConfigError, Cx, Secret};
 use crate::verify::{self, BuildError, Scheme};
 
@@ -23,7 +24,10 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     /// Source networks allowed to post; empty means everyone.
     pub allow_ips: Vec<IpNet>,
-    pub upstream: Upstream,
+    /// One entry (`upstream`) or several (`upstreams`, fan-out), each its own queue lane.
+    pub upstreams: Vec<Upstream>,
+    /// JSON pointer to the event type in the body (else the scheme's event type).
+    pub event_type: Option<String>,
     pub retry: RetryPolicy,
     pub forward_secret: Option<Secret>,
 }
@@ -36,20 +40,13 @@ pub struct RateLimit {
     pub per_ip_rps: Option<u32>,
 }
 
-/// Where and how verified events are delivered.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub url: http::Uri,
-    pub timeout: Duration,
-    pub concurrency: usize,
-    pub suspend_after: u32,
-}
-
 /// Delay before attempt n+1 is `schedule[min(n-1, len-1)]`; after `max_attempts` the event is dead.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     pub schedule: Vec<Duration>,
     pub max_attempts: u32,
+    /// Statuses that dead-letter at once.
+    pub no_retry_on: Vec<u16>,
 }
 
 pub(super) fn routes(cx: &mut Cx, raw: Vec<RawRoute>) -> Result<Vec<Route>, ConfigError> {
@@ -98,7 +95,8 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         max_body: cx.size(&format!("{key}.max_body"), &r.max_body)?,
         rate_limit: r.rate_limit.map(|l| rate_limit(cx, key, l)).transpose()?,
         allow_ips: cx.cidrs(&format!("{key}.allow_ips"), &r.allow_ips)?,
-        upstream: upstream(cx, key, r.upstream)?,
+        upstreams: upstreams(cx, key, r.upstream, r.upstreams)?,
+        event_type: r.event_type,
         retry: retry(cx, key, r.retry)?,
         forward_secret: r
             .forward_secret
@@ -150,33 +148,6 @@ fn rate_limit(cx: &Cx, key: &str, l: RawRateLimit) -> Result<RateLimit, ConfigEr
     })
 }
 
-fn upstream(cx: &Cx, key: &str, u: RawUpstream) -> Result<Upstream, ConfigError> {
-    let k = format!("{key}.upstream");
-    let url: http::Uri = u
-        .url
-        .parse()
-        .map_err(|e| cx.err(format!("{k}.url"), format!("bad URL {:?}: {e}", u.url)))?;
-    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-        return Err(cx.err(
-            format!("{k}.url"),
-            format!("{:?} must be an absolute http:// or https:// URL", u.url),
-        ));
-    }
-    if u.concurrency == 0 {
-        return Err(cx.err(format!("{k}.concurrency"), "must be at least 1"));
-    }
-    if u.suspend_after == 0 {
-        return Err(cx.err(format!("{k}.suspend_after"), "must be at least 1"));
-    }
-    let timeout = cx.positive_duration(&format!("{k}.timeout"), &u.timeout)?;
-    Ok(Upstream {
-        url,
-        timeout,
-        concurrency: u.concurrency,
-        suspend_after: u.suspend_after,
-    })
-}
-
 fn retry(cx: &Cx, key: &str, r: RawRetry) -> Result<RetryPolicy, ConfigError> {
     if r.max_attempts == 0 {
         return Err(cx.err(format!("{key}.retry.max_attempts"), "must be at least 1"));
@@ -193,8 +164,15 @@ fn retry(cx: &Cx, key: &str, r: RawRetry) -> Result<RetryPolicy, ConfigError> {
         .enumerate()
         .map(|(i, d)| cx.duration(&format!("{key}.retry.schedule[{i}]"), d))
         .collect::<Result<_, _>>()?;
+    if let Some(bad) = r.no_retry_on.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(cx.err(
+            format!("{key}.retry.no_retry_on"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
     Ok(RetryPolicy {
         schedule,
         max_attempts: r.max_attempts,
+        no_retry_on: r.no_retry_on,
     })
 }

@@ -45,8 +45,8 @@ fn good_config_has_typed_defaults() {
     assert_eq!(r.max_body, 64 * 1024);
     assert_eq!(r.retry.max_attempts, 5);
     assert_eq!(r.retry.schedule[1], Duration::from_secs(300));
-    assert_eq!(r.upstream.timeout, Duration::from_secs(30));
-    assert_eq!(r.upstream.concurrency, 16);
+    assert_eq!(r.upstreams[0].timeout, Duration::from_secs(30));
+    assert_eq!(r.upstreams[0].concurrency, 16);
     assert_eq!(c.storage.dedup_ttl, Duration::from_secs(86_400));
     assert_eq!(c.storage.path, Path::new("/etc/hookgate/data"));
     assert_eq!(c.warnings.len(), 1, "the literal secret is warned about");
@@ -180,4 +180,58 @@ fn no_routes_is_refused() {
 fn secrets_never_appear_in_debug() {
     let c = load(GOOD).unwrap();
     assert!(!format!("{c:?}").contains("whsec_test_literal"));
+}
+
+const FAN: &str = r#"upstreams = [
+  { name = "billing", url = "http://127.0.0.1:3000/billing", events = ["invoice.*"] },
+  { name = "all", url = "http://127.0.0.1:3000/all" },
+]"#;
+
+#[test]
+fn fan_out_gives_one_lane_per_upstream() {
+    let c =
+        load(&GOOD.replace("upstream = { url = \"http://127.0.0.1:3000/hooks\" }", FAN)).unwrap();
+    let lanes: Vec<String> = c.routes[0]
+        .upstreams
+        .iter()
+        .map(|u| u.lane("stripe"))
+        .collect();
+    assert_eq!(lanes, ["stripe/billing", "stripe/all"]);
+    assert!(c.routes[0].upstreams[0].wants(Some("invoice.paid")));
+    assert!(!c.routes[0].upstreams[0].wants(Some("customer.created")));
+    assert!(c.routes[0].upstreams[1].wants(Some("customer.created")));
+}
+
+#[test]
+fn upstream_and_upstreams_together_are_refused() {
+    let text = GOOD.replace("upstream = {", &format!("{FAN}\nupstream = {{"));
+    assert_refused(&text, "route[0].upstreams", "not both");
+}
+
+#[test]
+fn missing_upstream_is_refused() {
+    let text = GOOD.replace("upstream = { url = \"http://127.0.0.1:3000/hooks\" }", "");
+    assert_refused(&text, "route[0].upstream", "missing");
+}
+
+#[test]
+fn fan_out_names_must_be_unique() {
+    let text = GOOD.replace(
+        "upstream = { url = \"http://127.0.0.1:3000/hooks\" }",
+        &FAN.replace("\"all\"", "\"billing\""),
+    );
+    assert_refused(
+        &text,
+        "route[0].upstreams[1].name",
+        "duplicate upstream name",
+    );
+}
+
+#[test]
+fn bad_no_retry_status_is_refused() {
+    let text = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\nretry = { no_retry_on = [42] }",
+    );
+    assert_refused(&text, "route[0].retry.no_retry_on", "not an HTTP status");
 }

@@ -1,10 +1,12 @@
-//! Delivery workers: per route, at most `concurrency` attempts in flight (a `Semaphore`), jobs taken
-//! in order of arrival, each attempt's outcome recorded in the queue (ack, retry at a time, or dead).
+//! Delivery workers: one per lane (route × upstream), at most `concurrency` attempts in flight
+//! (a `Semaphore`), jobs taken in order of arrival, every outcome recorded in the queue (ack,
+//! retry at a time, or dead letter) and in the lane's delivery history.
 //!
 //! On shutdown no new job is leased; attempts in flight get the grace period, and whatever is
 //! still unacknowledged then stays in the queue and is delivered after the restart.
 
 pub mod forward;
+pub mod lane;
 pub mod retry;
 
 use std::sync::Arc;
@@ -13,14 +15,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Route;
+use crate::config::{RetryPolicy, Route, Upstream};
+use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
-use crate::queue::{Backend, Job, Queue};
+use crate::queue::{AttemptRecord, Backend, Job, Queue};
 use crate::verify::{self, Scheme};
-use forward::HttpClient;
+use forward::{Attempt, HttpClient};
+pub use lane::{LaneState, Lanes};
 use retry::Next;
 
-/// What every route worker shares.
+/// What every lane worker shares.
 #[derive(Clone)]
 pub struct Shared {
     pub queue: Backend,
@@ -28,59 +32,107 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-/// One route's delivery settings, prepared once.
-struct RouteWorker {
-    route: Route,
+/// One lane's delivery settings, prepared once.
+struct LaneWorker {
+    upstream: Upstream,
+    retry: RetryPolicy,
     resign: Option<Box<dyn Scheme>>,
+    client: HttpClient,
+    state: Arc<LaneState>,
     shared: Shared,
 }
 
-/// Starts a worker per route; the returned set finishes once shutdown has drained them.
+/// Starts a worker per lane; returns the lanes (for the admin API) and the worker set, which
+/// finishes once shutdown has drained it.
 pub fn spawn(
     routes: &[Route],
     shared: Shared,
     shutdown: watch::Receiver<bool>,
     grace: Duration,
-) -> JoinSet<()> {
+) -> (Arc<Lanes>, JoinSet<()>) {
+    let mut lanes = Lanes::default();
     let mut set = JoinSet::new();
     for route in routes {
-        // The forward secret is a Standard Webhooks key, so every consumer needs a single verifier.
-        let resign = route.forward_secret.as_ref().and_then(|s| {
-            verify::build("standard", vec![s.clone()], Duration::from_secs(300))
-                .inspect_err(
-                    |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
-                )
-                .ok()
-        });
-        let w = Arc::new(RouteWorker {
-            route: route.clone(),
-            resign,
-            shared: shared.clone(),
-        });
-        set.spawn(w.run(shutdown.clone(), grace));
+        for up in &route.upstreams {
+            let state = Arc::new(LaneState::new(
+                &route.name,
+                up.name.as_deref(),
+                up.lane(&route.name),
+                up.suspend_after,
+            ));
+            lanes.add(state.clone());
+            let w = LaneWorker {
+                upstream: up.clone(),
+                retry: route.retry.clone(),
+                resign: resigner(route),
+                client: client_for(up, &shared.client),
+                state,
+                shared: shared.clone(),
+            };
+            set.spawn(Arc::new(w).run(shutdown.clone(), grace));
+        }
     }
-    set
+    (Arc::new(lanes), set)
 }
 
-impl RouteWorker {
+/// The forward secret is a Standard Webhooks key, so every consumer needs a single verifier.
+fn resigner(route: &Route) -> Option<Box<dyn Scheme>> {
+    let secret = route.forward_secret.as_ref()?;
+    verify::build("standard", vec![secret.clone()], Duration::from_secs(300))
+        .inspect_err(
+            |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
+        )
+        .ok()
+}
+
+/// The shared client, or one that also trusts the upstream's own CA bundle.
+fn client_for(up: &Upstream, shared: &HttpClient) -> HttpClient {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Some(ca) = &up.ca else {
+        return shared.clone();
+    };
+    match CertificateDer::pem_file_iter(ca).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Ok(certs) => forward::client_with_roots(&certs),
+        Err(e) => {
+            tracing::error!(ca = %ca.display(), error = %e, "unusable CA bundle; using the default roots");
+            shared.clone()
+        }
+    }
+}
+
+impl LaneWorker {
     async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
-        let permits = Arc::new(Semaphore::new(self.route.upstream.concurrency));
+        let permits = Arc::new(Semaphore::new(self.upstream.concurrency));
         let mut inflight = JoinSet::new();
+        let mut probe_wait = self.upstream.probe_interval;
         loop {
             let permit = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
             };
+            if self.state.is_suspended() {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = self.state.resumed() => {}
+                    _ = tokio::time::sleep(probe_wait) => {}
+                }
+                probe_wait = lane::next_probe(probe_wait);
+            } else {
+                probe_wait = self.upstream.probe_interval;
+            }
             let job = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
-                j = self.shared.queue.receive(&self.route.name) => j,
+                j = self.shared.queue.receive(&self.state.lane) => j,
             };
             match job {
+                // While suspended, the one probe runs inline so nothing else goes out meanwhile.
+                Ok(job) if self.state.is_suspended() => self.clone().deliver(job, permit).await,
                 Ok(job) => {
                     inflight.spawn(self.clone().deliver(job, permit));
                 }
                 Err(e) => {
-                    tracing::error!(route = %self.route.name, error = %e, "queue receive failed");
+                    tracing::error!(lane = %self.state.lane, error = %e, "queue receive failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -91,43 +143,23 @@ impl RouteWorker {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(route = %self.route.name, "deliveries still running at the deadline; they stay queued");
+            tracing::warn!(lane = %self.state.lane, "deliveries still running at the deadline; they stay queued");
             inflight.abort_all();
         }
     }
 
     async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
-        let up = &self.route.upstream;
-        let req = forward::request(&up.url, &job, self.resign.as_deref());
-        let attempt = forward::send(&self.shared.client, req, up.timeout).await;
+        let req = forward::request(&self.upstream.url, &job, self.resign.as_deref());
+        let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
         let number = job.attempts + 1;
-        let outcome = if attempt.delivered() {
-            self.settle(self.shared.queue.ack(&job).await, "delivered")
-        } else {
-            let error = attempt.error.clone().unwrap_or_default();
-            match retry::next(
-                &self.route.retry,
-                number,
-                attempt.retry_after,
-                rand::random::<f64>(),
-            ) {
-                Next::RetryIn(d) => self.settle(
-                    self.shared
-                        .queue
-                        .retry(&job, SystemTime::now() + d, &error)
-                        .await,
-                    "retry",
-                ),
-                Next::Dead => {
-                    self.settle(self.shared.queue.dead_letter(&job, &error).await, "dead")
-                }
-            }
-        };
+        let outcome = self.settle(&job, &attempt).await;
         self.shared
             .metrics
-            .delivery(&self.route.name, outcome, attempt.latency.as_secs_f64());
+            .delivery(&self.state.lane, outcome, attempt.latency.as_secs_f64());
+        self.record(&job, &attempt).await;
         tracing::info!(
-            route = %self.route.name,
+            route = %self.state.route,
+            lane = %self.state.lane,
             event_id = %job.event.id,
             attempt = number,
             status = attempt.status.map(|s| s.as_u16()).unwrap_or(0),
@@ -138,15 +170,57 @@ impl RouteWorker {
         );
     }
 
-    /// Logs a failed bookkeeping write; the job then stays leased until restart (at-least-once).
-    fn settle<E: std::fmt::Display>(
-        &self,
-        r: Result<(), E>,
-        outcome: &'static str,
-    ) -> &'static str {
-        if let Err(e) = r {
-            tracing::error!(route = %self.route.name, error = %e, outcome, "could not record delivery outcome");
+    /// Acks, reschedules or dead-letters the job; returns the outcome's name.
+    async fn settle(&self, job: &Job, attempt: &Attempt) -> &'static str {
+        let q = &self.shared.queue;
+        if attempt.delivered() {
+            self.state.success();
+            return log_err(q.ack(job).await, "delivered");
         }
-        outcome
+        self.state.failure();
+        let error = attempt.error.clone().unwrap_or_default();
+        let status = attempt.status.map(|s| s.as_u16());
+        let next = match status {
+            Some(s) if self.retry.no_retry_on.contains(&s) => Next::Dead,
+            _ => retry::next(
+                &self.retry,
+                job.attempts + 1,
+                attempt.retry_after,
+                rand::random::<f64>(),
+            ),
+        };
+        match next {
+            Next::RetryIn(d) => log_err(q.retry(job, SystemTime::now() + d, &error).await, "retry"),
+            Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
+        }
     }
+
+    /// Appends the attempt to the lane's delivery history (best effort).
+    async fn record(&self, job: &Job, a: &Attempt) {
+        let rec = AttemptRecord {
+            event_id: job.event.id.clone(),
+            attempt: job.attempts + 1,
+            status: a.status.map(|s| s.as_u16()),
+            latency_ms: a.latency.as_millis() as u64,
+            at_ms: unix_ms(SystemTime::now()),
+            error: a.error.clone(),
+            answer: a.answer.clone(),
+        };
+        if let Err(e) = self
+            .shared
+            .queue
+            .record_attempt(&self.state.lane, rec)
+            .await
+        {
+            tracing::warn!(lane = %self.state.lane, error = %e, "could not record delivery history");
+        }
+    }
+}
+
+/// Logs a failed bookkeeping write; the job then comes back (at-least-once).
+fn log_err<E: std::fmt::Display>(r: Result<(), E>, outcome: &'static str) -> &'static str {
+    if let Err(e) = r {
+        tracing::error!(error = %e, outcome, "could not record delivery outcome");
+    }
+    outcome
 }

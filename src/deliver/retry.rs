@@ -63,6 +63,7 @@ mod tests {
         RetryPolicy {
             schedule,
             max_attempts: 5,
+            no_retry_on: vec![],
         }
     }
 

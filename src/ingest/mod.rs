@@ -22,6 +22,7 @@ use ipnet::IpNet;
 pub use error::IngestError;
 use route::{RouteState, RouteTable};
 
+use crate::config::Route;
 use crate::dedup::{Claim, Dedup, Store};
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Event, Queue};
@@ -153,17 +154,19 @@ impl Ingress {
                 false
             }
         };
-        let event = Event {
+        let event_type = event_type(&route.cfg, &body, &v);
+        let base = Event {
             route: name.to_owned(),
             id: v.id().to_owned(),
             received_at_ms: unix_ms(SystemTime::now()),
             headers: forwardable(headers),
             body,
             dedup_unavailable: !claimed,
-            event_type: v.event_type().map(str::to_owned),
+            event_type,
             upstream: None,
         };
-        match self.queue.enqueue(event).await {
+        let events = fan_out(&route.cfg, base);
+        match self.queue.enqueue_all(events).await {
             Ok(_) => {
                 if claimed && let Err(e) = self.dedup.complete(name, v.id()).await {
                     tracing::warn!(route = name, error = %e, "could not mark event done in dedup store");
@@ -185,6 +188,29 @@ impl Ingress {
 struct LogFields {
     route: Option<String>,
     id: Option<String>,
+}
+
+/// The event type for `events` filters: the route's JSON pointer, else the scheme's own.
+fn event_type(route: &Route, body: &[u8], v: &Verified) -> Option<String> {
+    let from_body = route.event_type.as_deref().and_then(|ptr| {
+        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        doc.pointer(ptr)?.as_str().map(str::to_owned)
+    });
+    from_body.or_else(|| v.event_type().map(str::to_owned))
+}
+
+/// One event per upstream that wants it; an event no upstream wants is accepted and dropped.
+fn fan_out(route: &Route, base: Event) -> Vec<Event> {
+    let wanted = route
+        .upstreams
+        .iter()
+        .filter(|u| u.wants(base.event_type.as_deref()));
+    wanted
+        .map(|u| Event {
+            upstream: u.name.clone(),
+            ..base.clone()
+        })
+        .collect()
 }
 
 /// Reads the whole body: refused up front when `Content-Length` is over `max`, cut off when a

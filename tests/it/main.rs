@@ -2,6 +2,7 @@
 
 mod config_files;
 mod delivery;
+mod engine;
 mod ingress;
 mod process;
 mod support;

@@ -86,6 +86,7 @@ pub fn stripe_body(id: &str) -> Vec<u8> {
 /// One request the sink received.
 #[derive(Clone, Debug)]
 pub struct Received {
+    pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
@@ -97,6 +98,12 @@ pub struct Sink {
     pub received: Arc<Mutex<Vec<Received>>>,
     pub fail_first: Arc<AtomicUsize>,
     pub hits: Arc<AtomicUsize>,
+    /// Status of the failing answers (default 503).
+    pub fail_status: Arc<std::sync::atomic::AtomicU16>,
+    /// `Retry-After` sent with failing answers.
+    pub retry_after: Arc<Mutex<Option<String>>>,
+    /// When each request arrived.
+    pub times: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl Sink {
@@ -110,6 +117,9 @@ impl Sink {
             received: Arc::default(),
             fail_first: Arc::default(),
             hits: Arc::default(),
+            fail_status: Arc::new(503.into()),
+            retry_after: Arc::default(),
+            times: Arc::default(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -136,15 +146,24 @@ impl Sink {
         let (parts, body) = req.into_parts();
         let body = body.collect().await?.to_bytes();
         let n = self.hits.fetch_add(1, Ordering::SeqCst);
+        self.times.lock().unwrap().push(std::time::Instant::now());
         let mut resp = http::Response::new(Full::new(Bytes::from_static(b"sink says no")));
         if n < self.fail_first.load(Ordering::SeqCst) {
-            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            let status = self.fail_status.load(Ordering::SeqCst);
+            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            if let Some(ra) = self.retry_after.lock().unwrap().clone() {
+                resp.headers_mut()
+                    .insert("retry-after", ra.parse().unwrap());
+            }
         } else {
             *resp.body_mut() = Full::new(Bytes::from_static(b"ok"));
-            self.received.lock().unwrap().push(Received {
+            let path = parts.uri.path().to_owned();
+            let got = Received {
+                path,
                 headers: parts.headers,
                 body,
-            });
+            };
+            self.received.lock().unwrap().push(got);
         }
         Ok(resp)
     }
@@ -181,7 +200,10 @@ pub struct Opts {
     pub schedule: &'static str,
     pub max_attempts: u32,
     pub dedup_ttl: &'static str,
-    pub extra_route: &'static str,
+    pub suspend_after: u32,
+    pub extra_route: String,
+    /// Extra keys for the stripe route (inline TOML lines).
+    pub stripe_extra: String,
 }
 
 impl Opts {
@@ -191,7 +213,9 @@ impl Opts {
             schedule: r#"["100ms"]"#,
             max_attempts: 5,
             dedup_ttl: "24h",
-            extra_route: "",
+            suspend_after: 1000,
+            extra_route: String::new(),
+            stripe_extra: String::new(),
         }
     }
 }
@@ -227,8 +251,9 @@ name = "stripe"
 path = "/webhooks/stripe"
 scheme = "stripe"
 secrets = ["{STRIPE_SECRET}", "{STRIPE_OLD_SECRET}"]
-upstream = {{ url = "{up}/stripe", timeout = "2s", concurrency = 4 }}
+upstream = {{ url = "{up}/stripe", timeout = "2s", concurrency = 4, suspend_after = {suspend}, probe_interval = "300ms" }}
 retry = {{ schedule = {sched}, max_attempts = {max} }}
+{stripe_extra}
 [[route]]
 name = "standard"
 path = "/webhooks/standard"
@@ -254,7 +279,9 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         sched = o.schedule,
         max = o.max_attempts,
         std = standard_secret(),
+        suspend = o.suspend_after,
         extra = o.extra_route,
+        stripe_extra = o.stripe_extra,
     )
 }
 

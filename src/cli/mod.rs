@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+mod admin;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate::config::Config;
@@ -57,6 +59,38 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Dead-letter queue: list, show, replay, purge (through the admin API).
+    Dlq {
+        #[arg(short, long, env = "HOOKGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        op: admin::Dlq,
+    },
+    /// Recent delivery attempts of a route: status, latency, first 4 KB of the answer.
+    Deliveries {
+        #[arg(short, long, env = "HOOKGATE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        target: admin::Target,
+        #[arg(long)]
+        route: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Resume a route's suspended upstream(s) now.
+    Resume {
+        #[arg(short, long, env = "HOOKGATE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        target: admin::Target,
+        #[arg(long)]
+        route: String,
+        /// One upstream of a fan-out route.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
     /// Exit 0 when the admin `/healthz` answers 200 (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
@@ -75,7 +109,10 @@ pub fn main(args: Args) -> ExitCode {
     let config_path = match &args.command {
         Command::Serve { config }
         | Command::Check { config }
-        | Command::SendTest { config, .. } => Some(config.clone()),
+        | Command::SendTest { config, .. }
+        | Command::Deliveries { config, .. }
+        | Command::Resume { config, .. } => Some(config.clone()),
+        Command::Dlq { config, .. } => config.clone(),
         _ => None,
     };
     let config = match config_path.as_deref().map(load).transpose() {
@@ -139,6 +176,25 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             },
             Some(c),
         ) => send_test(&c, &route, payload, url).await,
+        (Command::Dlq { target, op, .. }, Some(c)) => admin::dlq(&c, &target, op).await,
+        (
+            Command::Deliveries {
+                target,
+                route,
+                limit,
+                ..
+            },
+            Some(c),
+        ) => admin::deliveries(&c, &target, &route, limit).await,
+        (
+            Command::Resume {
+                target,
+                route,
+                upstream,
+                ..
+            },
+            Some(c),
+        ) => admin::resume(&c, &target, &route, upstream.as_deref()).await,
         (Command::Healthcheck { url }, _) => healthcheck(&url).await,
         (Command::Sink { listen }, _) => sink(listen).await,
         (_, None) => bail!("this command needs --config"),
@@ -276,4 +332,14 @@ async fn print_request(
         String::from_utf8_lossy(&body)
     );
     hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Args::command().debug_assert();
+    }
 }

@@ -1,4 +1,7 @@
-//! The admin listener (loopback by default): health, readiness, metrics, and the bearer-token API.
+//! The admin listener (loopback by default): health, readiness and metrics for everyone, and the
+//! JSON API of SPEC §6 behind `Authorization: Bearer <token>` (the CLI uses it too).
+
+mod api;
 
 use std::sync::Arc;
 
@@ -10,15 +13,18 @@ use hyper::{Request, Response};
 use tokio::sync::watch;
 
 use crate::config::Secret;
+use crate::deliver::Lanes;
 use crate::ingest::error::json;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Queue};
 
-/// What the admin endpoints read.
+/// What the admin endpoints read and act on.
 pub struct Admin {
     pub token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub queue: Backend,
+    pub lanes: Arc<Lanes>,
+    /// Route names in config order.
     pub routes: Vec<String>,
     /// Turns true when shutdown starts, so `/readyz` tells load balancers to stop sending.
     pub shutdown: watch::Receiver<bool>,
@@ -43,15 +49,19 @@ impl Admin {
                         r#"{"error":"unauthorized"}"#.into(),
                     );
                 }
-                self.api(req.method(), req.uri().path()).await
+                api::handle(&self, req.method(), req.uri()).await
             }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
         }
     }
 
     async fn metrics_text(&self) -> Response<Full<Bytes>> {
-        for (route, depth) in self.depths().await {
-            self.metrics.set_queue_depth(route, depth);
+        for lane in self.lanes.all() {
+            match self.queue.depth(&lane.lane).await {
+                Ok(depth) => self.metrics.set_queue_depth(&lane.lane, depth),
+                Err(e) => tracing::warn!(lane = %lane.lane, error = %e, "queue depth unavailable"),
+            }
+            self.metrics.set_suspended(&lane.lane, lane.is_suspended());
         }
         let mut resp = Response::new(Full::new(Bytes::from(self.metrics.render())));
         resp.headers_mut().insert(
@@ -61,36 +71,6 @@ impl Admin {
             ),
         );
         resp
-    }
-
-    async fn api(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
-        match (method, path) {
-            (&Method::GET, "/admin/routes") => {
-                let routes: Vec<_> = self
-                    .depths()
-                    .await
-                    .into_iter()
-                    .map(|(r, d)| serde_json::json!({ "route": r, "queue_depth": d }))
-                    .collect();
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({ "routes": routes }).to_string(),
-                )
-            }
-            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
-        }
-    }
-
-    /// Each route's queue depth; a route whose depth cannot be read is left out (and logged).
-    async fn depths(&self) -> Vec<(&str, usize)> {
-        let mut out = Vec::with_capacity(self.routes.len());
-        for r in &self.routes {
-            match self.queue.depth(r).await {
-                Ok(d) => out.push((r.as_str(), d)),
-                Err(e) => tracing::warn!(route = %r, error = %e, "queue depth unavailable"),
-            }
-        }
-        out
     }
 
     /// Constant-time bearer check; no token configured means the API is off.

@@ -1,0 +1,264 @@
+//! The bearer-token JSON API (SPEC §6): routes, dead letters, delivery history, resume.
+//! Route-level calls act on every lane of the route (its fan-out upstreams).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::Response;
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+
+use super::Admin;
+use crate::deliver::LaneState;
+use crate::ingest::error;
+use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
+
+/// Default and maximum `limit` of list calls.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+type Answer = Result<Value, (StatusCode, &'static str)>;
+
+/// Dispatches one authorized `/admin/…` call.
+pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
+    let segs: Vec<Cow<str>> = uri
+        .path()
+        .split('/')
+        .skip(2)
+        .map(|s| percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
+    let q = Query::parse(uri.query());
+    let answer = match (method, segs.as_slice()) {
+        (&Method::GET, ["routes"]) => routes(admin).await,
+        (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
+        (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
+        (&Method::POST, ["dlq", r, id, "replay"]) => replay(admin, r, Some(id)).await,
+        (&Method::POST, ["dlq", r, "replay"]) => replay(admin, r, None).await,
+        (&Method::DELETE, ["dlq", r, id]) => purge(admin, r, Some(id)).await,
+        (&Method::DELETE, ["dlq", r]) => purge(admin, r, None).await,
+        (&Method::GET, ["deliveries"]) => deliveries(admin, &q).await,
+        (&Method::POST, ["upstreams", r, "resume"]) => resume(admin, r, None),
+        (&Method::POST, ["upstreams", r, u, "resume"]) => resume(admin, r, Some(u)),
+        _ => Err((StatusCode::NOT_FOUND, "not_found")),
+    };
+    match answer {
+        Ok(v) => error::json(StatusCode::OK, v.to_string()),
+        Err((status, code)) => error::json(status, json!({ "error": code }).to_string()),
+    }
+}
+
+/// `route=` and `limit=` from the query string.
+struct Query {
+    route: Option<String>,
+    limit: usize,
+}
+
+impl Query {
+    fn parse(q: Option<&str>) -> Query {
+        let mut out = Query {
+            route: None,
+            limit: DEFAULT_LIMIT,
+        };
+        for pair in q.unwrap_or("").split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode_str(v).decode_utf8_lossy().into_owned();
+            match k {
+                "route" => out.route = Some(v),
+                "limit" => out.limit = v.parse().unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The lanes of a configured route, or 404.
+fn lanes<'a>(
+    admin: &'a Admin,
+    route: &str,
+) -> Result<&'a [std::sync::Arc<LaneState>], (StatusCode, &'static str)> {
+    match admin.lanes.of(route) {
+        [] => Err((StatusCode::NOT_FOUND, "no_such_route")),
+        l => Ok(l),
+    }
+}
+
+fn unavailable(e: QueueError) -> (StatusCode, &'static str) {
+    tracing::error!(error = %e, "admin call failed in the queue");
+    (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable")
+}
+
+async fn routes(admin: &Admin) -> Answer {
+    let mut out = Vec::new();
+    for route in &admin.routes {
+        let mut ups = Vec::new();
+        for l in admin.lanes.of(route) {
+            let age = admin.queue.oldest_age(&l.lane).await.map_err(unavailable)?;
+            ups.push(json!({
+                "lane": l.lane,
+                "upstream": l.upstream,
+                "state": if l.is_suspended() { "suspended" } else { "ok" },
+                "consecutive_failures": l.consecutive_failures(),
+                "queue_depth": admin.queue.depth(&l.lane).await.map_err(unavailable)?,
+                "oldest_event_age_s": age.map(|d| d.as_secs_f64()),
+            }));
+        }
+        out.push(json!({ "route": route, "counters": admin.metrics.route_counters(route), "upstreams": ups }));
+    }
+    Ok(json!({ "routes": out }))
+}
+
+fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value {
+    json!({
+        "id": d.event.id,
+        "route": lane.route,
+        "upstream": lane.upstream,
+        "attempts": d.attempts,
+        "last_status": last_status,
+        "last_error": d.last_error,
+        "died_at": rfc3339(d.died_at_ms),
+    })
+}
+
+async fn dlq_list(admin: &Admin, q: &Query) -> Answer {
+    let route = q
+        .route
+        .as_deref()
+        .ok_or((StatusCode::BAD_REQUEST, "route_required"))?;
+    let mut out = Vec::new();
+    for l in lanes(admin, route)? {
+        for d in admin
+            .queue
+            .dead(&l.lane, q.limit)
+            .await
+            .map_err(unavailable)?
+        {
+            let last = admin
+                .queue
+                .history(&l.lane, Some(&d.event.id), 1)
+                .await
+                .map_err(unavailable)?;
+            out.push(dead_json(l, &d, last.first().and_then(|a| a.status)));
+        }
+    }
+    out.truncate(q.limit);
+    Ok(json!({ "dead": out }))
+}
+
+async fn dlq_show(admin: &Admin, route: &str, id: &str) -> Answer {
+    for l in lanes(admin, route)? {
+        if let Some(d) = admin
+            .queue
+            .dead_by_id(&l.lane, id)
+            .await
+            .map_err(unavailable)?
+        {
+            let attempts = admin
+                .queue
+                .history(&l.lane, Some(id), MAX_LIMIT)
+                .await
+                .map_err(unavailable)?;
+            let mut v = dead_json(l, &d, attempts.first().and_then(|a| a.status));
+            v["attempts_detail"] = attempts.iter().map(attempt_json).collect();
+            v["content_type"] = json!(header_of(&d, "content-type"));
+            return Ok(v);
+        }
+    }
+    Err((StatusCode::NOT_FOUND, "no_such_dead_event"))
+}
+
+async fn replay(admin: &Admin, route: &str, id: Option<&str>) -> Answer {
+    let mut n = 0;
+    for l in lanes(admin, route)? {
+        n += match id {
+            Some(id) => admin.queue.replay(&l.lane, id).await.map(usize::from),
+            None => admin.queue.replay_all(&l.lane).await,
+        }
+        .map_err(unavailable)?;
+    }
+    if id.is_some() && n == 0 {
+        return Err((StatusCode::NOT_FOUND, "no_such_dead_event"));
+    }
+    Ok(json!({ "replayed": n }))
+}
+
+async fn purge(admin: &Admin, route: &str, id: Option<&str>) -> Answer {
+    let mut n = 0;
+    for l in lanes(admin, route)? {
+        n += match id {
+            Some(id) => admin.queue.purge(&l.lane, id).await.map(usize::from),
+            None => admin.queue.purge_all(&l.lane).await,
+        }
+        .map_err(unavailable)?;
+    }
+    if id.is_some() && n == 0 {
+        return Err((StatusCode::NOT_FOUND, "no_such_dead_event"));
+    }
+    Ok(json!({ "purged": n }))
+}
+
+async fn deliveries(admin: &Admin, q: &Query) -> Answer {
+    let route = q
+        .route
+        .as_deref()
+        .ok_or((StatusCode::BAD_REQUEST, "route_required"))?;
+    let mut out = Vec::new();
+    for l in lanes(admin, route)? {
+        for a in admin
+            .queue
+            .history(&l.lane, None, q.limit)
+            .await
+            .map_err(unavailable)?
+        {
+            let mut v = attempt_json(&a);
+            v["upstream"] = json!(l.upstream);
+            out.push((a.at_ms, v));
+        }
+    }
+    out.sort_by_key(|row| std::cmp::Reverse(row.0));
+    let out: Vec<Value> = out.into_iter().take(q.limit).map(|(_, v)| v).collect();
+    Ok(json!({ "deliveries": out }))
+}
+
+fn resume(admin: &Admin, route: &str, upstream: Option<&str>) -> Answer {
+    let mut resumed = Vec::new();
+    for l in lanes(admin, route)? {
+        if upstream.is_none() || l.upstream.as_deref() == upstream {
+            l.resume();
+            resumed.push(l.lane.clone());
+        }
+    }
+    if resumed.is_empty() {
+        return Err((StatusCode::NOT_FOUND, "no_such_upstream"));
+    }
+    Ok(json!({ "resumed": resumed }))
+}
+
+fn attempt_json(a: &AttemptRecord) -> Value {
+    json!({
+        "id": a.event_id,
+        "attempt": a.attempt,
+        "status": a.status,
+        "latency_ms": a.latency_ms,
+        "at": rfc3339(a.at_ms),
+        "error": a.error,
+        "answer": String::from_utf8_lossy(&a.answer),
+    })
+}
+
+fn header_of<'a>(d: &'a DeadEvent, name: &str) -> Option<Cow<'a, str>> {
+    d.event
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8_lossy(v))
+}
+
+/// Milliseconds since the epoch as RFC 3339.
+pub(super) fn rfc3339(ms: u64) -> String {
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

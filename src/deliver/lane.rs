@@ -1,0 +1,139 @@
+//! A lane is one (route, upstream) pair: its own queue position, retries and dead letters, and
+//! its own health. After `suspend_after` consecutive failures the lane is suspended: events keep
+//! queueing, and a single probe goes out at growing intervals until one succeeds or an operator
+//! resumes it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Longest wait between two probes of a suspended upstream.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Health of one lane, shared by its worker and the admin API.
+#[derive(Debug)]
+pub struct LaneState {
+    pub route: String,
+    pub upstream: Option<String>,
+    pub lane: String,
+    suspend_after: u32,
+    consecutive_failures: AtomicU32,
+    suspended: AtomicBool,
+    resumed: Notify,
+}
+
+impl LaneState {
+    /// A healthy lane.
+    pub fn new(route: &str, upstream: Option<&str>, lane: String, suspend_after: u32) -> LaneState {
+        LaneState {
+            route: route.to_owned(),
+            upstream: upstream.map(str::to_owned),
+            lane,
+            suspend_after,
+            consecutive_failures: AtomicU32::new(0),
+            suspended: AtomicBool::new(false),
+            resumed: Notify::new(),
+        }
+    }
+
+    /// Whether deliveries are paused.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Failures in a row since the last success.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts a delivered attempt: the lane is healthy again.
+    pub fn success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.suspended.swap(false, Ordering::AcqRel) {
+            tracing::info!(lane = %self.lane, "upstream answered again; resuming deliveries");
+        }
+    }
+
+    /// Counts a failed attempt; returns true when this failure suspended the lane.
+    pub fn failure(&self) -> bool {
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.suspend_after && !self.suspended.swap(true, Ordering::AcqRel) {
+            tracing::warn!(lane = %self.lane, failures = n, "upstream suspended; probing it at growing intervals");
+            return true;
+        }
+        false
+    }
+
+    /// Operator resume: deliveries restart now.
+    pub fn resume(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.suspended.store(false, Ordering::Release);
+        self.resumed.notify_waiters();
+        tracing::info!(lane = %self.lane, "upstream resumed by an operator");
+    }
+
+    /// Waits for an operator resume.
+    pub async fn resumed(&self) {
+        self.resumed.notified().await
+    }
+}
+
+/// Every lane of the gateway, by route, for the admin API.
+#[derive(Debug, Default)]
+pub struct Lanes {
+    by_route: BTreeMap<String, Vec<Arc<LaneState>>>,
+}
+
+impl Lanes {
+    /// Registers a lane.
+    pub fn add(&mut self, lane: Arc<LaneState>) {
+        self.by_route
+            .entry(lane.route.clone())
+            .or_default()
+            .push(lane);
+    }
+
+    /// The lanes of `route`, in config order.
+    pub fn of(&self, route: &str) -> &[Arc<LaneState>] {
+        self.by_route
+            .get(route)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Every lane.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<LaneState>> {
+        self.by_route.values().flatten()
+    }
+}
+
+/// The next probe interval: doubled, capped at `MAX_PROBE_INTERVAL`.
+pub fn next_probe(current: Duration) -> Duration {
+    current.saturating_mul(2).min(MAX_PROBE_INTERVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspends_after_threshold_and_recovers_on_success() {
+        let l = LaneState::new("r", None, "r".into(), 3);
+        assert!(!l.failure() && !l.failure());
+        assert!(l.failure(), "third failure suspends");
+        assert!(l.is_suspended());
+        assert!(!l.failure(), "already suspended");
+        l.success();
+        assert!(!l.is_suspended());
+        assert_eq!(l.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn probe_interval_grows_to_a_cap() {
+        assert_eq!(next_probe(Duration::from_secs(5)), Duration::from_secs(10));
+        assert_eq!(next_probe(Duration::from_secs(200)), MAX_PROBE_INTERVAL);
+    }
+}
