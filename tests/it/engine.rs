@@ -370,3 +370,66 @@ async fn cli_talks_to_the_admin_api() {
     sink.wait_for(1, Duration::from_secs(10)).await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_its_own_ca_gets_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start_tls(dir.path()).await;
+    let ca = dir.path().join("sink-ca.pem");
+    let mut o = Opts::new(format!("https://localhost:{}", sink.addr.port()));
+    o.upstream_extra = format!(r#", ca = "{}""#, ca.display());
+    let gw = Gateway::start_in(dir, o).await;
+    assert_eq!(gw.post_stripe("evt_https").await.0, 200);
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].version, http::Version::HTTP_2, "ALPN picked h2");
+    assert_eq!(got[0].body.as_ref(), stripe_body("evt_https").as_slice());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_an_unknown_ca_is_retried_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start_tls(dir.path()).await;
+    let mut o = Opts::new(format!("https://localhost:{}", sink.addr.port()));
+    o.max_attempts = 2;
+    let gw = Gateway::start_in(dir, o).await;
+    assert_eq!(gw.post_stripe("evt_untrusted").await.0, 200);
+    eventually(Duration::from_secs(10), "dead letter", async || {
+        dead_ids(&gw).await.len() == 1
+    })
+    .await;
+    let one = get(&gw, "/admin/dlq/stripe/evt_untrusted").await;
+    assert!(
+        one["last_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{one}"
+    );
+    assert_eq!(sink.hits.load(Ordering::SeqCst), 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_lets_an_inflight_delivery_finish() {
+    let sink = Sink::start().await;
+    sink.delay_ms.store(700, Ordering::SeqCst);
+    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    assert_eq!(gw.post_stripe("evt_inflight").await.0, 200);
+    eventually(Duration::from_secs(5), "delivery started", async || {
+        !sink.times.lock().unwrap().is_empty()
+    })
+    .await;
+    let dir = gw.stop().await;
+    assert_eq!(
+        sink.delivered().len(),
+        1,
+        "the in-flight attempt finished before exit"
+    );
+    // And it was acknowledged: a restart does not deliver it again.
+    let gw = Gateway::start_in(dir, Opts::new(sink.url(""))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivered().len(), 1);
+    gw.stop().await;
+}

@@ -87,6 +87,7 @@ pub fn stripe_body(id: &str) -> Vec<u8> {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub path: String,
+    pub version: http::Version,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
@@ -104,6 +105,8 @@ pub struct Sink {
     pub retry_after: Arc<Mutex<Option<String>>>,
     /// When each request arrived.
     pub times: Arc<Mutex<Vec<std::time::Instant>>>,
+    /// How long to wait before answering.
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Sink {
@@ -111,16 +114,21 @@ impl Sink {
         Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
     }
 
-    pub fn start_on(listener: TcpListener) -> Sink {
-        let sink = Sink {
-            addr: listener.local_addr().unwrap(),
+    fn new(addr: SocketAddr) -> Sink {
+        Sink {
+            addr,
             received: Arc::default(),
             fail_first: Arc::default(),
             hits: Arc::default(),
             fail_status: Arc::new(503.into()),
             retry_after: Arc::default(),
             times: Arc::default(),
-        };
+            delay_ms: Arc::default(),
+        }
+    }
+
+    pub fn start_on(listener: TcpListener) -> Sink {
+        let sink = Self::new(listener.local_addr().unwrap());
         let s = sink.clone();
         tokio::spawn(async move {
             loop {
@@ -139,12 +147,53 @@ impl Sink {
         sink
     }
 
+    /// An https sink (h2 and http/1.1 by ALPN) whose self-signed certificate is written to
+    /// `dir/sink-ca.pem`, for testing `upstream.ca`.
+    pub async fn start_tls(dir: &Path) -> Sink {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.join("sink-ca.pem"), pair.cert.pem()).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(pair.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![pair.cert.der().clone()], key)
+            .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = Self::new(listener.local_addr().unwrap());
+        let s = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (s, acceptor) = (s.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| s.clone().record(req));
+                    let exec = hyper_util::rt::TokioExecutor::new();
+                    let builder = hyper_util::server::conn::auto::Builder::new(exec);
+                    let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                });
+            }
+        });
+        sink
+    }
+
     async fn record(
         self,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
         let (parts, body) = req.into_parts();
         let body = body.collect().await?.to_bytes();
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let n = self.hits.fetch_add(1, Ordering::SeqCst);
         self.times.lock().unwrap().push(std::time::Instant::now());
         let mut resp = http::Response::new(Full::new(Bytes::from_static(b"sink says no")));
@@ -160,6 +209,7 @@ impl Sink {
             let path = parts.uri.path().to_owned();
             let got = Received {
                 path,
+                version: parts.version,
                 headers: parts.headers,
                 body,
             };
@@ -204,6 +254,8 @@ pub struct Opts {
     pub extra_route: String,
     /// Extra keys for the stripe route (inline TOML lines).
     pub stripe_extra: String,
+    /// Extra inline keys for the stripe route's upstream table (start with ", ").
+    pub upstream_extra: String,
 }
 
 impl Opts {
@@ -216,6 +268,7 @@ impl Opts {
             suspend_after: 1000,
             extra_route: String::new(),
             stripe_extra: String::new(),
+            upstream_extra: String::new(),
         }
     }
 }
@@ -251,7 +304,7 @@ name = "stripe"
 path = "/webhooks/stripe"
 scheme = "stripe"
 secrets = ["{STRIPE_SECRET}", "{STRIPE_OLD_SECRET}"]
-upstream = {{ url = "{up}/stripe", timeout = "2s", concurrency = 4, suspend_after = {suspend}, probe_interval = "300ms" }}
+upstream = {{ url = "{up}/stripe", timeout = "2s", concurrency = 4, suspend_after = {suspend}, probe_interval = "300ms"{upstream_extra} }}
 retry = {{ schedule = {sched}, max_attempts = {max} }}
 {stripe_extra}
 [[route]]
@@ -282,6 +335,7 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         suspend = o.suspend_after,
         extra = o.extra_route,
         stripe_extra = o.stripe_extra,
+        upstream_extra = o.upstream_extra,
     )
 }
 
