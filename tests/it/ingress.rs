@@ -324,3 +324,107 @@ async fn admin_health_and_token() {
     assert!(metrics.contains("hookgate_queue_depth"), "{metrics}");
     gw.stop().await;
 }
+
+fn guarded_route(extra: &str) -> String {
+    format!(
+        r#"[[route]]
+name = "guarded"
+path = "/webhooks/guarded"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+upstream = {{ url = "http://127.0.0.1:9/never" }}
+{extra}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_ip_outside_the_allow_list_is_forbidden() {
+    let sink = Sink::start().await;
+    let mut o = Opts::new(sink.url(""));
+    o.extra_route = guarded_route(r#"allow_ips = ["10.0.0.0/8"]"#);
+    let gw = Gateway::start(o).await;
+    let body = stripe_body("evt_ip");
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_SECRET, now(), &body),
+    )];
+    let (status, text) = gw.post("/webhooks/guarded", &h, body).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (403, r#"{"error":"ip_not_allowed"}"#)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_retry_after() {
+    let sink = Sink::start().await;
+    let mut o = Opts::new(sink.url(""));
+    o.extra_route = guarded_route("rate_limit = { rps = 1, burst = 2 }");
+    let gw = Gateway::start(o).await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body = stripe_body(&format!("evt_rate_{i}"));
+        let resp = gw
+            .client
+            .post(gw.url("/webhooks/guarded"))
+            .header(
+                "stripe-signature",
+                stripe_header(STRIPE_SECRET, now(), &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            resp.status().as_u16(),
+            resp.headers().get("retry-after").cloned(),
+        ));
+    }
+    assert_eq!(statuses[0].0, 200);
+    assert_eq!(statuses[1].0, 200);
+    assert_eq!(statuses[2].0, 429);
+    assert_eq!(statuses[2].1.as_ref().unwrap(), "1");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sink = Sink::start().await;
+    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tls_connect(&gw, tcp).await;
+    let head =
+        "POST /webhooks/stripe HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{\"id\":";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway did not give up on the body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#"{"error":"body_timeout"}"#), "{text}");
+    gw.stop().await;
+}
+
+async fn tls_connect(
+    gw: &Gateway,
+    tcp: tokio::net::TcpStream,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(gw.dir.path().join("test.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
