@@ -35,10 +35,12 @@ pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Respons
         (&Method::GET, ["routes"]) => routes(admin).await,
         (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
         (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
-        (&Method::POST, ["dlq", r, id, "replay"]) => replay(admin, r, Some(id)).await,
-        (&Method::POST, ["dlq", r, "replay"]) => replay(admin, r, None).await,
-        (&Method::DELETE, ["dlq", r, id]) => purge(admin, r, Some(id)).await,
-        (&Method::DELETE, ["dlq", r]) => purge(admin, r, None).await,
+        (&Method::POST, ["dlq", r, id, "replay"]) => {
+            dlq_op(admin, r, Some(id), DlqOp::Replay).await
+        }
+        (&Method::POST, ["dlq", r, "replay"]) => dlq_op(admin, r, None, DlqOp::Replay).await,
+        (&Method::DELETE, ["dlq", r, id]) => dlq_op(admin, r, Some(id), DlqOp::Purge).await,
+        (&Method::DELETE, ["dlq", r]) => dlq_op(admin, r, None, DlqOp::Purge).await,
         (&Method::GET, ["deliveries"]) => deliveries(admin, &q).await,
         (&Method::POST, ["upstreams", r, "resume"]) => resume(admin, r, None),
         (&Method::POST, ["upstreams", r, u, "resume"]) => resume(admin, r, Some(u)),
@@ -170,34 +172,34 @@ async fn dlq_show(admin: &Admin, route: &str, id: &str) -> Answer {
     Err((StatusCode::NOT_FOUND, "no_such_dead_event"))
 }
 
-async fn replay(admin: &Admin, route: &str, id: Option<&str>) -> Answer {
-    let mut n = 0;
-    for l in lanes(admin, route)? {
-        n += match id {
-            Some(id) => admin.queue.replay(&l.lane, id).await.map(usize::from),
-            None => admin.queue.replay_all(&l.lane).await,
-        }
-        .map_err(unavailable)?;
-    }
-    if id.is_some() && n == 0 {
-        return Err((StatusCode::NOT_FOUND, "no_such_dead_event"));
-    }
-    Ok(json!({ "replayed": n }))
+/// A dead-letter operation on one event or on all of a route.
+#[derive(Clone, Copy)]
+enum DlqOp {
+    Replay,
+    Purge,
 }
 
-async fn purge(admin: &Admin, route: &str, id: Option<&str>) -> Answer {
+/// Applies `op` to the event `id` (or all dead events) in every lane of the route.
+async fn dlq_op(admin: &Admin, route: &str, id: Option<&str>, op: DlqOp) -> Answer {
     let mut n = 0;
     for l in lanes(admin, route)? {
-        n += match id {
-            Some(id) => admin.queue.purge(&l.lane, id).await.map(usize::from),
-            None => admin.queue.purge_all(&l.lane).await,
+        let q = &admin.queue;
+        n += match (op, id) {
+            (DlqOp::Replay, Some(id)) => q.replay(&l.lane, id).await.map(usize::from),
+            (DlqOp::Replay, None) => q.replay_all(&l.lane).await,
+            (DlqOp::Purge, Some(id)) => q.purge(&l.lane, id).await.map(usize::from),
+            (DlqOp::Purge, None) => q.purge_all(&l.lane).await,
         }
         .map_err(unavailable)?;
     }
     if id.is_some() && n == 0 {
         return Err((StatusCode::NOT_FOUND, "no_such_dead_event"));
     }
-    Ok(json!({ "purged": n }))
+    let key = match op {
+        DlqOp::Replay => "replayed",
+        DlqOp::Purge => "purged",
+    };
+    Ok(json!({ key: n }))
 }
 
 async fn deliveries(admin: &Admin, q: &Query) -> Answer {
