@@ -46,11 +46,16 @@ pub fn spawn(
     for route in routes {
         // The forward secret is a Standard Webhooks key, so every consumer needs a single verifier.
         let resign = route.forward_secret.as_ref().and_then(|s| {
-            verify::build("standard", vec![s.clone()], Duration::from_secs(300))
-                .inspect_err(
-                    |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
-                )
-                .ok()
+            verify::build(
+                "standard",
+                vec![s.clone()],
+                Duration::from_secs(300),
+                &Default::default(),
+            )
+            .inspect_err(
+                |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
+            )
+            .ok()
         });
         let w = Arc::new(RouteWorker {
             route: route.clone(),
