@@ -2,6 +2,8 @@
 
 mod config_files;
 mod delivery;
+mod hmac_config;
 mod ingress;
 mod process;
+mod schemes;
 mod support;
