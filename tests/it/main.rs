@@ -2,6 +2,7 @@
 
 mod config_files;
 mod delivery;
+mod fuzz_regressions;
 mod hmac_config;
 mod ingress;
 mod process;
