@@ -107,6 +107,13 @@ pub struct RawRoute {
     pub secrets: Vec<String>,
     #[serde(default = "d_tolerance")]
     pub tolerance: String,
+    /// The URL the sender was given (twilio, square, `{url}` in hmac).
+    pub public_url: Option<String>,
+    /// github: also accept the legacy SHA-1 `X-Hub-Signature`.
+    #[serde(default)]
+    pub legacy_sha1: bool,
+    /// `[route.hmac]`: the generic scheme's settings.
+    pub hmac: Option<super::route::scheme::RawHmac>,
     #[serde(default = "d_max_body")]
     pub max_body: String,
     pub rate_limit: Option<RawRateLimit>,

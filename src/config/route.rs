@@ -1,5 +1,7 @@
 //! `[[route]]` validation: path, scheme and secrets, limits, upstream and retry policy.
 
+pub(super) mod scheme;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use ipnet::IpNet;
 use super::raw::{RawRateLimit, RawRetry, RawRoute};
 use super::upstream::{Upstream, upstreams};
 use super::{ConfigError, Cx, Secret};
-use crate::verify::{self, BuildError, Scheme};
+use crate::verify::Scheme;
 
 /// One webhook endpoint: what it accepts and where verified events go.
 #[derive(Debug, Clone)]
@@ -89,7 +91,7 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
     if !r.path.starts_with('/') {
         return Err(cx.err(format!("{key}.path"), "must start with '/'"));
     }
-    let scheme = scheme(cx, key, &r)?;
+    let scheme = scheme::scheme(cx, key, &r)?;
     Ok(Route {
         scheme,
         max_body: cx.size(&format!("{key}.max_body"), &r.max_body)?,
@@ -107,31 +109,6 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         host: r.host.map(|h| h.to_ascii_lowercase()),
         scheme_name: r.scheme,
     })
-}
-
-fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Scheme>, ConfigError> {
-    let tolerance = cx.positive_duration(&format!("{key}.tolerance"), &r.tolerance)?;
-    let mut secrets = Vec::with_capacity(r.secrets.len());
-    for (i, s) in r.secrets.iter().enumerate() {
-        secrets.push(cx.secret(&format!("{key}.secrets[{i}]"), s)?);
-    }
-    verify::build(&r.scheme, secrets, tolerance)
-        .map(Arc::from)
-        .map_err(|e| match e {
-            BuildError::UnknownScheme(name) => cx.err(
-                format!("{key}.scheme"),
-                format!(
-                    "unknown scheme {name:?}; known: {}",
-                    verify::SCHEMES.join(", ")
-                ),
-            ),
-            BuildError::NoSecrets => {
-                cx.err(format!("{key}.secrets"), "at least one secret is required")
-            }
-            BuildError::BadSecret { index, reason } => {
-                cx.err(format!("{key}.secrets[{index}]"), reason)
-            }
-        })
 }
 
 fn rate_limit(cx: &Cx, key: &str, l: RawRateLimit) -> Result<RateLimit, ConfigError> {

@@ -78,7 +78,8 @@ pub fn spawn(
 /// The forward secret is a Standard Webhooks key, so every consumer needs a single verifier.
 fn resigner(route: &Route) -> Option<Box<dyn Scheme>> {
     let secret = route.forward_secret.as_ref()?;
-    verify::build("standard", vec![secret.clone()], Duration::from_secs(300))
+    let opts = Default::default();
+    verify::build("standard", vec![secret.clone()], Duration::from_secs(300), &opts)
         .inspect_err(
             |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
         )

@@ -57,6 +57,8 @@ pub struct Ingress {
 enum Answer {
     Accepted(String),
     Duplicate(String),
+    /// A provider handshake (Slack, Zoom) answered by the gateway: nothing is enqueued.
+    Handshake(String),
 }
 
 impl Ingress {
@@ -73,6 +75,7 @@ impl Ingress {
         let (resp, reason) = match result {
             Ok(Answer::Accepted(id)) => (answer("accepted", &id), "accepted"),
             Ok(Answer::Duplicate(id)) => (answer("duplicate", &id), "duplicate"),
+            Ok(Answer::Handshake(body)) => (error::json(StatusCode::OK, body), "handshake"),
             Err(e) => {
                 let code = e.code();
                 (e.into_response(), code)
@@ -108,10 +111,14 @@ impl Ingress {
         let unverified = Unverified {
             headers: &parts.headers,
             body: &body,
+            query: parts.uri.query(),
             now: SystemTime::now(),
         };
         let verified = route.cfg.scheme.verify(&unverified)?;
         log.id = Some(verified.id().to_owned());
+        if let Some(answer) = verified.handshake() {
+            return Ok(Answer::Handshake(answer.to_owned()));
+        }
         self.accept(&route, &parts.headers, body, verified).await
     }
 

@@ -3,20 +3,40 @@
 //! Every scheme checks in the same order (SPEC §1): missing or malformed headers, then the MAC
 //! against every secret of the route (rotation), then the timestamp window, then the event id.
 //! Nothing read from the request is trusted before the MAC holds.
+//!
+//! Layout: `structured` (Stripe, bitbybit, Paddle), `standard` + `ed25519` (Standard Webhooks),
+//! `generic` + `template` (the `hmac` scheme, and via `presets` GitHub, Intercom, Shopify,
+//! Square, Slack, Zoom, Linear), `wrap` (GitHub's legacy header, Slack/Zoom handshakes),
+//! `twilio`, `keys` (HMAC), `text` (parsing untrusted text), `fuzzing` (parser entry points).
 
-mod github;
+mod ed25519;
+mod error;
+pub mod fuzzing;
+mod generic;
 mod keys;
+mod presets;
 mod standard;
-mod stripe;
+mod structured;
+mod template;
 #[cfg(test)]
 mod tests;
+mod text;
+mod twilio;
+mod wrap;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 use crate::config::Secret;
+pub use error::{BuildError, VerifyError};
+use generic::Generic;
+pub use generic::Spec;
+pub use keys::Algorithm;
 pub(crate) use keys::{Keys, body_digest_id};
+pub use template::{Encoding, Template, TemplateError, Unit};
+pub use text::Field;
+pub(crate) use text::{check_window, decode_hex_lower, header, json_strings, parse_timestamp, put};
 
 /// What the ingress hands a scheme: the raw request, before anything is trusted.
 pub struct Unverified<'a> {
@@ -24,6 +44,8 @@ pub struct Unverified<'a> {
     pub headers: &'a HeaderMap,
     /// The raw body bytes: the MAC covers these, never a re-serialisation.
     pub body: &'a [u8],
+    /// The request's query string (Twilio signs it as part of the URL).
+    pub query: Option<&'a str>,
     /// The gateway's clock, passed in so tests can pin it.
     pub now: SystemTime,
 }
@@ -34,6 +56,7 @@ pub struct Verified {
     id: String,
     timestamp: Option<i64>,
     event_type: Option<String>,
+    handshake: Option<String>,
 }
 
 impl Verified {
@@ -42,7 +65,13 @@ impl Verified {
             id,
             timestamp,
             event_type,
+            handshake: None,
         }
+    }
+
+    pub(crate) fn with_handshake(mut self, answer: String) -> Self {
+        self.handshake = Some(answer);
+        self
     }
 
     /// The event id used for dedup: the provider's, else the SHA-256 of the body.
@@ -59,6 +88,11 @@ impl Verified {
     pub fn event_type(&self) -> Option<&str> {
         self.event_type.as_deref()
     }
+
+    /// A JSON answer the gateway gives itself (Slack/Zoom handshakes); such a request is not an event.
+    pub fn handshake(&self) -> Option<&str> {
+        self.handshake.as_deref()
+    }
 }
 
 /// One provider's signature format.
@@ -69,140 +103,121 @@ pub trait Scheme: Send + Sync + std::fmt::Debug {
     fn sign(&self, body: &[u8], id: &str, timestamp: i64) -> HeaderMap;
 }
 
-/// Why a request was refused; never carries the expected signature or a secret.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyError {
-    /// The signature header is absent.
-    #[error("signature header is missing")]
-    MissingSignature,
-    /// A signature-related header cannot be parsed.
-    #[error("signature header is malformed")]
-    MalformedSignature,
-    /// No signature matched any secret of the route.
-    #[error("no signature matched")]
-    SignatureMismatch,
-    /// Correctly signed, but too old or too far in the future.
-    #[error("timestamp is outside the tolerance window")]
-    TimestampOutOfTolerance,
-    /// The scheme signs a timestamp and none was sent.
-    #[error("timestamp header is missing")]
-    MissingTimestamp,
-    /// The scheme signs an event id and none was sent.
-    #[error("event id header is missing")]
-    MissingId,
-}
-
-impl VerifyError {
-    /// Stable reason code for the JSON error body and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            VerifyError::MissingSignature => "missing_signature",
-            VerifyError::MalformedSignature => "malformed_signature",
-            VerifyError::SignatureMismatch => "signature_mismatch",
-            VerifyError::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
-            VerifyError::MissingTimestamp => "missing_timestamp",
-            VerifyError::MissingId => "missing_id",
-        }
-    }
-}
-
-/// Why a scheme could not be built from config; never includes secret bytes.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The config names a scheme this build does not know.
-    #[error("unknown scheme `{0}` (known: {known})", known = SCHEMES.join(", "))]
-    UnknownScheme(String),
-    /// The route lists no secrets.
-    #[error("at least one secret is required")]
-    NoSecrets,
-    /// One secret of the list cannot be used.
-    #[error("secret #{index} (counting from 0) {reason}")]
-    BadSecret {
-        /// Position in the route's `secrets` list.
-        index: usize,
-        /// What is wrong with it, in words that reveal nothing of its bytes.
-        reason: &'static str,
-    },
+/// Route settings some schemes need besides secrets and tolerance.
+#[derive(Debug, Clone, Default)]
+pub struct SchemeOptions {
+    /// The URL the sender was given (Twilio, Square, `{url}` in `hmac`), validated by config.
+    pub public_url: Option<String>,
+    /// GitHub: also accept the legacy SHA-1 `X-Hub-Signature` when the SHA-256 one is absent.
+    pub legacy_sha1: bool,
+    /// The generic scheme's spec (`[route.hmac]`); its `url` is filled from `public_url`.
+    pub hmac: Option<Spec>,
 }
 
 /// Names accepted in config `scheme = …` by this build.
-pub const SCHEMES: &[&str] = &["stripe", "standard", "github"];
+pub const SCHEMES: &[&str] = &[
+    "stripe", "bitbybit", "standard", "github", "shopify", "slack", "twilio", "paddle", "square",
+    "linear", "zoom", "intercom", "hmac",
+];
+
+/// Schemes that sign the URL the sender was given, and so need `public_url`.
+const URL_SCHEMES: &[&str] = &["twilio", "square", "hmac"];
 
 /// Builds the scheme named in config.
 pub fn build(
     name: &str,
     secrets: Vec<Secret>,
     tolerance: Duration,
+    options: &SchemeOptions,
 ) -> Result<Box<dyn Scheme>, BuildError> {
-    match name {
-        "stripe" => Ok(Box::new(stripe::Stripe::new(
-            Keys::new(secrets)?,
-            tolerance,
-        ))),
-        "standard" => Ok(Box::new(standard::Standard::new(secrets, tolerance)?)),
-        "github" => Ok(Box::new(github::GitHub::new(Keys::new(secrets)?))),
-        other => Err(BuildError::UnknownScheme(other.to_owned())),
+    if !SCHEMES.contains(&name) {
+        return Err(BuildError::UnknownScheme(name.to_owned()));
     }
+    if name == "standard" {
+        refuse_unused(name, options)?;
+        return Ok(Box::new(standard::Standard::new(secrets, tolerance)?));
+    }
+    let keys = Keys::new(secrets)?;
+    refuse_unused(name, options)?;
+    let generic = |spec: Spec| Generic::new(spec, keys.clone(), tolerance);
+    let boxed: Box<dyn Scheme> = match name {
+        "stripe" => Box::new(structured::Structured::new(
+            structured::stripe(),
+            keys,
+            tolerance,
+        )),
+        "bitbybit" => Box::new(structured::Structured::new(
+            structured::bitbybit(),
+            keys,
+            tolerance,
+        )),
+        "paddle" => Box::new(structured::Structured::new(
+            structured::paddle(),
+            keys,
+            tolerance,
+        )),
+        "github" => Box::new(wrap::GitHub {
+            current: generic(presets::github())?,
+            legacy: options
+                .legacy_sha1
+                .then(|| generic(presets::github_sha1()))
+                .transpose()?,
+        }),
+        "shopify" => Box::new(generic(presets::shopify())?),
+        "intercom" => Box::new(generic(presets::intercom())?),
+        "linear" => Box::new(generic(presets::linear())?),
+        "square" => Box::new(generic(presets::square(options.public_url.clone()))?),
+        "slack" => handshaking(generic(presets::slack())?, wrap::Kind::Slack),
+        "zoom" => handshaking(generic(presets::zoom())?, wrap::Kind::Zoom),
+        "twilio" => Box::new(twilio::Twilio::new(keys, required_url(options)?)),
+        _ => Box::new(generic(hmac_spec(options)?)?),
+    };
+    Ok(boxed)
 }
 
-/// A header as text: `Ok(None)` when absent, malformed when not UTF-8 (no provider sends that).
-pub(crate) fn header<'a>(
-    headers: &'a HeaderMap,
-    name: &str,
-) -> Result<Option<&'a str>, VerifyError> {
-    headers.get(name).map_or(Ok(None), |value| {
-        std::str::from_utf8(value.as_bytes())
-            .map(Some)
-            .map_err(|_| VerifyError::MalformedSignature)
+fn handshaking(inner: Generic, kind: wrap::Kind) -> Box<dyn Scheme> {
+    Box::new(wrap::Handshaking { inner, kind })
+}
+
+fn required_url(options: &SchemeOptions) -> Result<&str, BuildError> {
+    let url = options.public_url.as_deref();
+    url.ok_or_else(|| {
+        BuildError::option(
+            "public_url",
+            "required: this scheme signs the URL the sender was given",
+        )
     })
 }
 
-/// A unix timestamp as providers send it: ASCII digits only, so one number has one spelling.
-pub(crate) fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(VerifyError::MalformedSignature);
-    }
-    text.parse().map_err(|_| VerifyError::MalformedSignature)
+fn hmac_spec(options: &SchemeOptions) -> Result<Spec, BuildError> {
+    let spec = options.hmac.clone();
+    let spec = spec.ok_or_else(|| BuildError::option("hmac", "required for scheme = \"hmac\""))?;
+    Ok(Spec {
+        url: options.public_url.clone(),
+        ..spec
+    })
 }
 
-/// Lowercase hex only: providers send lowercase, and accepting both cases would let two header
-/// texts carry one signature.
-pub(crate) fn decode_hex_lower(text: &str) -> Result<Vec<u8>, VerifyError> {
-    if !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(VerifyError::MalformedSignature);
+/// An option the scheme ignores is a mistake in the config (a wrong scheme, a copied block):
+/// say so instead of silently verifying something else than the user thinks.
+fn refuse_unused(name: &str, options: &SchemeOptions) -> Result<(), BuildError> {
+    if options.legacy_sha1 && name != "github" {
+        return Err(BuildError::option(
+            "legacy_sha1",
+            "only applies to scheme = \"github\"",
+        ));
     }
-    hex::decode(text).map_err(|_| VerifyError::MalformedSignature)
-}
-
-/// Refuses a timestamp farther than `tolerance` from `now` in either direction: an old one is a
-/// replay, a future one a request signed ahead to be replayed later.
-pub(crate) fn check_window(
-    ts: i64,
-    now: SystemTime,
-    tolerance: Duration,
-) -> Result<(), VerifyError> {
-    let now = match now.duration_since(UNIX_EPOCH) {
-        Ok(since) => i128::from(since.as_secs()),
-        Err(before) => -i128::from(before.duration().as_secs()),
-    };
-    let skew = (now - i128::from(ts)).unsigned_abs();
-    if skew > u128::from(tolerance.as_secs()) {
-        return Err(VerifyError::TimestampOutOfTolerance);
+    if options.hmac.is_some() && name != "hmac" {
+        return Err(BuildError::option(
+            "hmac",
+            "only applies to scheme = \"hmac\"",
+        ));
+    }
+    if options.public_url.is_some() && !URL_SCHEMES.contains(&name) {
+        return Err(BuildError::option(
+            "public_url",
+            "only used by schemes twilio, square and hmac",
+        ));
     }
     Ok(())
-}
-
-/// Top-level string fields of a JSON object body; anything else (not JSON, not an object, not a
-/// string) reads as absent. serde_json's recursion limit keeps deep nesting off the stack.
-pub(crate) fn json_strings<const N: usize>(body: &[u8], names: [&str; N]) -> [Option<String>; N] {
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    names.map(|name| Some(value.as_ref()?.get(name)?.as_str()?.to_owned()))
-}
-
-/// Adds a header made by `sign`; a value that is not a legal header (an odd caller id) is left
-/// out rather than panicking, and `verify` then says what is missing.
-pub(crate) fn put(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(name, value);
-    }
 }

@@ -3,6 +3,9 @@
 mod config_files;
 mod delivery;
 mod engine;
+mod fuzz_regressions;
+mod hmac_config;
 mod ingress;
 mod process;
+mod schemes;
 mod support;
