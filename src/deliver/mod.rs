@@ -79,11 +79,14 @@ pub fn spawn(
 fn resigner(route: &Route) -> Option<Box<dyn Scheme>> {
     let secret = route.forward_secret.as_ref()?;
     let opts = Default::default();
-    verify::build("standard", vec![secret.clone()], Duration::from_secs(300), &opts)
-        .inspect_err(
-            |e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"),
-        )
-        .ok()
+    verify::build(
+        "standard",
+        vec![secret.clone()],
+        Duration::from_secs(300),
+        &opts,
+    )
+    .inspect_err(|e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"))
+    .ok()
 }
 
 /// The shared client, or one that also trusts the upstream's own CA bundle.
