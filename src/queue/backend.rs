@@ -3,13 +3,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded};
+use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded, redis_stream};
 
 /// The queue backend chosen from config; cheap to clone (handles share one store).
 #[derive(Clone)]
 pub enum Backend {
     /// The embedded redb queue (one replica).
     Embedded(embedded::EmbeddedQueue),
+    /// Redis Streams, shared by every replica.
+    Redis(redis_stream::RedisQueue),
 }
 
 impl Backend {
@@ -17,6 +19,7 @@ impl Backend {
     pub async fn flush(&self) {
         match self {
             Backend::Embedded(q) => q.flush_history().await,
+            Backend::Redis(_) => {} // every write is sent when made
         }
     }
 }
@@ -26,6 +29,7 @@ macro_rules! each {
     ($self:ident, $q:ident => $call:expr) => {
         match $self {
             Backend::Embedded($q) => $call,
+            Backend::Redis($q) => $call,
         }
     };
 }
