@@ -167,7 +167,7 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     let _ = admin_task.await;
     // History lines and dedup done-records ride along with later commits; write them now.
-    queue.flush().await;
+    queue.shutdown().await;
     if let Some(db) = db {
         let flushed = db.flush().await;
         let _ = tokio::task::spawn_blocking(move || db.close()).await;

@@ -15,11 +15,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Writes what the backend buffers in memory (history lines); call before shutdown.
-    pub async fn flush(&self) {
+    /// At a graceful stop, once no worker runs: writes what is buffered in memory (embedded
+    /// history lines) and hands leases back to the queue (Redis).
+    pub async fn shutdown(&self) {
         match self {
             Backend::Embedded(q) => q.flush_history().await,
-            Backend::Redis(_) => {} // every write is sent when made
+            Backend::Redis(q) => q.return_leases().await,
         }
     }
 }

@@ -175,23 +175,90 @@ impl Sink {
     }
 }
 
+/// Which storage backend a gateway under test uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Embedded,
+    Redis,
+}
+
+/// Generates one test per backend from `async fn name(store: Store)`: `name::embedded` and
+/// `name::redis`, so the whole end-to-end suite runs once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::Store::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::Store::Redis).await
+            }
+        }
+    )*};
+}
+
+/// The Redis the tests use: `HOOKGATE_TEST_REDIS_URL`, else 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes every key under `prefix` (each test has a prefix of its own).
+pub async fn clean_redis(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// Knobs for the generated config.
+#[derive(Clone)]
 pub struct Opts {
+    pub store: Store,
     pub upstream: String,
     pub schedule: &'static str,
     pub max_attempts: u32,
     pub dedup_ttl: &'static str,
     pub extra_route: &'static str,
+    pub redis_url: String,
+    /// Unique per `Opts::new`: copies of one `Opts` share a Redis keyspace.
+    pub key_prefix: String,
+    pub visibility_timeout: &'static str,
 }
 
 impl Opts {
-    pub fn new(upstream: String) -> Opts {
+    pub fn new(store: Store, upstream: String) -> Opts {
+        let key_prefix = format!("hgit-{}-{:08x}", std::process::id(), rand::random::<u32>());
         Opts {
+            store,
             upstream,
             schedule: r#"["100ms"]"#,
             max_attempts: 5,
             dedup_ttl: "24h",
             extra_route: "",
+            redis_url: redis_url(),
+            key_prefix,
+            // Upstream timeout 2s + op_timeout 1s + the 5s margin < 9s.
+            visibility_timeout: "9s",
+        }
+    }
+
+    /// Deletes this test's Redis keys (nothing to do for the embedded store).
+    pub async fn clean(&self) {
+        if self.store == Store::Redis {
+            clean_redis(&self.redis_url, &self.key_prefix).await;
         }
     }
 }
@@ -220,8 +287,13 @@ body_timeout = "2s"
 listen = "{admin}"
 token = "test-admin-token"
 [storage]
+backend = "{backend}"
 path = "{data}"
 dedup_ttl = "{ttl}"
+redis_url = "{redis_url}"
+key_prefix = "{prefix}"
+visibility_timeout = "{vt}"
+op_timeout = "1s"
 [[route]]
 name = "stripe"
 path = "/webhooks/stripe"
@@ -255,6 +327,13 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         max = o.max_attempts,
         std = standard_secret(),
         extra = o.extra_route,
+        backend = match o.store {
+            Store::Embedded => "embedded",
+            Store::Redis => "redis",
+        },
+        redis_url = o.redis_url,
+        prefix = o.key_prefix,
+        vt = o.visibility_timeout,
     )
 }
 
@@ -264,6 +343,7 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    pub opts: Opts,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), hookgate::RunError>>,
 }
@@ -296,6 +376,7 @@ impl Gateway {
             admin: admin_addr,
             client,
             dir,
+            opts: o,
             stop,
             task,
         }
@@ -336,7 +417,14 @@ impl Gateway {
         self.post("/webhooks/stripe", &h, body).await
     }
 
-    /// Graceful stop; returns the run result.
+    /// Graceful stop, then deletes the test's Redis keys: the end of a test.
+    pub async fn finish(self) {
+        let opts = self.opts.clone();
+        self.stop().await;
+        opts.clean().await;
+    }
+
+    /// Graceful stop (asserting a clean exit); returns the data directory for a restart.
     pub async fn stop(self) -> tempfile::TempDir {
         self.stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(15), self.task)

@@ -19,6 +19,8 @@ const POLL: Duration = Duration::from_millis(250);
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Retries moved back per script run (bounds the time the script holds Redis).
 const MOVE_BATCH: usize = 100;
+/// Leases returned per lane at shutdown (a lane holds at most its concurrency).
+const RETURN_BATCH: usize = 1000;
 /// Idle blocking-read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 64;
 
@@ -55,6 +57,25 @@ impl RedisQueue {
                     self.lanes().entry(lane.to_owned()).or_default().group_ready = false;
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Hands every lease of this replica back to the queue (call once no worker runs), so a
+    /// graceful restart does not wait out the visibility timeout. Logs what it cannot do.
+    pub async fn return_leases(&self) {
+        let lanes: Vec<String> = self.lanes().keys().cloned().collect();
+        for lane in lanes {
+            let keys = self.keys(&lane);
+            let mut call = scripts::RETURN_LEASES.key(&keys.stream);
+            call.arg(GROUP).arg(&*self.consumer).arg(RETURN_BATCH);
+            let mut conn = self.redis.conn();
+            match self.redis.run(call.invoke_async::<u64>(&mut conn)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lane, returned = n, "leased events returned to the queue"),
+                Err(e) => {
+                    tracing::warn!(lane, error = %e, "could not return leases; another replica takes them over after the visibility timeout")
+                }
             }
         }
     }

@@ -34,3 +34,28 @@ return 1
 ",
     )
 });
+
+/// At a graceful stop: puts every entry leased to this consumer back at the tail of the stream
+/// (same fields, new id), then removes the consumer from the group once it holds nothing.
+/// KEYS: stream. ARGV: group, consumer, batch. Returns how many entries went back.
+pub(super) static RETURN_LEASES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
+local returned = 0
+for _, p in ipairs(pending) do
+  local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])
+  if entry[1] then
+    redis.call('XADD', KEYS[1], '*', unpack(entry[1][2]))
+    returned = returned + 1
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], p[1])
+  redis.call('XDEL', KEYS[1], p[1])
+end
+if #pending < tonumber(ARGV[3]) then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return returned
+",
+    )
+});

@@ -199,6 +199,31 @@ async fn a_dead_replicas_lease_is_taken_over_after_the_visibility_timeout() {
 }
 
 #[tokio::test]
+async fn leases_returned_at_shutdown_are_received_at_once() {
+    let r = testing::redis("q-return");
+    let (a, b) = (queue(&r), queue(&r));
+    a.enqueue(event("r", "held")).await.unwrap();
+    a.enqueue(event("r", "next")).await.unwrap();
+    let held = recv(&a, "r").await;
+    a.return_leases().await;
+    let mut ids = vec![recv(&b, "r").await.event.id, recv(&b, "r").await.event.id];
+    ids.sort();
+    assert_eq!(ids, ["held", "next"]);
+    assert_eq!(held.event.id, "held");
+    let consumers: Vec<redis::Value> = r
+        .query(
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&a.keys("r").stream)
+                .arg(GROUP),
+        )
+        .await
+        .unwrap();
+    assert_eq!(consumers.len(), 1, "the stopped consumer left the group");
+    testing::cleanup(&r).await;
+}
+
+#[tokio::test]
 async fn a_live_lease_is_not_taken_over_early() {
     let r = testing::redis("q-lease");
     let (a, b) = (queue(&r), queue(&r));
