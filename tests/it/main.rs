@@ -4,4 +4,6 @@ mod config_files;
 mod delivery;
 mod ingress;
 mod process;
+mod redis_outage;
+mod replicas;
 mod support;

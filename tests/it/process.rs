@@ -8,7 +8,7 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,13 +16,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     admin: u16,
 }
 
 impl Proc {
-    fn spawn(config: &Path, admin: u16) -> Proc {
+    pub(crate) fn spawn(config: &Path, admin: u16) -> Proc {
         let child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(config)
@@ -33,7 +33,7 @@ impl Proc {
         Proc { child, admin }
     }
 
-    async fn wait_healthy(&mut self, client: &reqwest::Client) {
+    pub(crate) async fn wait_healthy(&mut self, client: &reqwest::Client) {
         for _ in 0..200 {
             if let Ok(r) = client
                 .get(format!("http://127.0.0.1:{}/healthz", self.admin))
