@@ -13,6 +13,7 @@
 //! idle for the visibility timeout; Redis, not the replica, remembers the lease.
 
 mod dlq;
+mod ids;
 mod read;
 mod scripts;
 
@@ -25,11 +26,10 @@ use redis::aio::MultiplexedConnection;
 use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
 use crate::embedded::{now_ms, to_ms};
 use crate::redis_conn::{Redis, RedisError};
+use ids::{id_of, seq_of};
 
 /// The consumer group every replica reads through.
 const GROUP: &str = "hookgate";
-/// Bits of a job's `seq` that hold the sequence part of its stream id (`<ms>-<n>`).
-const SEQ_BITS: u32 = 20;
 
 /// The Redis Streams queue. Cheap to clone; clones share lane state and reader connections.
 #[derive(Clone)]
@@ -243,25 +243,6 @@ impl Queue for RedisQueue {
     ) -> Result<Vec<AttemptRecord>, QueueError> {
         Ok(self.read_history(&self.keys(lane), event_id, limit).await?)
     }
-}
-
-/// A job's `seq` from its stream id `<ms>-<n>`: increasing in stream order, and reversible.
-fn seq_of(id: &str) -> Result<u64, RedisError> {
-    let bad = || RedisError::Reply(format!("stream id {id:?}"));
-    let (ms, n) = id.split_once('-').ok_or_else(bad)?;
-    let (ms, n): (u64, u64) = (
-        ms.parse().map_err(|_| bad())?,
-        n.parse().map_err(|_| bad())?,
-    );
-    if n >= 1 << SEQ_BITS || ms >= 1 << (64 - SEQ_BITS) {
-        return Err(bad());
-    }
-    Ok(ms << SEQ_BITS | n)
-}
-
-/// The stream id a `seq` came from.
-fn id_of(seq: u64) -> String {
-    format!("{}-{}", seq >> SEQ_BITS, seq & ((1 << SEQ_BITS) - 1))
 }
 
 #[cfg(test)]
