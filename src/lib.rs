@@ -10,6 +10,7 @@
 //! - `dedup`    — the `Store` seam: two-phase claim → done | release
 //! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters
 //! - `embedded` — the redb database behind the embedded dedup store and queue (group commit)
+//! - `redis_conn` — the Redis connection behind the Redis dedup store and Streams queue
 //! - `deliver`  — per-route delivery workers, forwarding and the retry schedule
 //! - `admin`    — health, readiness, metrics and the admin API
 //! - `metrics`  — Prometheus counters
@@ -25,6 +26,7 @@ pub mod embedded;
 pub mod ingest;
 pub mod metrics;
 pub mod queue;
+pub mod redis_conn;
 pub mod server;
 pub mod shutdown;
 pub mod verify;
@@ -52,6 +54,47 @@ pub enum RunError {
     /// The data directory could not be opened or flushed.
     #[error("storage: {0}")]
     Storage(#[from] embedded::StorageError),
+    /// The Redis URL is unusable.
+    #[error("storage: {0}")]
+    Redis(#[from] redis_conn::RedisError),
+}
+
+/// The configured storage: queue and dedup, plus the embedded database when there is one.
+struct Storage {
+    queue: queue::Backend,
+    dedup: dedup::Dedup,
+    db: Option<embedded::Db>,
+}
+
+/// Opens the configured backend. Redis connects lazily: the gateway starts while Redis is down
+/// and answers 503 until it is back.
+fn open_storage(s: &config::StorageConfig) -> Result<Storage, RunError> {
+    match s.backend {
+        StorageBackend::Embedded => {
+            let db = embedded::Db::open(&s.path)?;
+            let queue = queue::embedded::EmbeddedQueue::open(db.clone())?;
+            let dedup = dedup::embedded::EmbeddedDedup::new(db.clone(), s.dedup_ttl, s.claim_ttl);
+            Ok(Storage {
+                queue: queue::Backend::Embedded(queue),
+                dedup: dedup::Dedup::Embedded(dedup),
+                db: Some(db),
+            })
+        }
+        StorageBackend::Redis => {
+            let redis = redis_conn::Redis::connect(&s.redis_url, &s.key_prefix, s.op_timeout)?;
+            let queue = queue::redis_stream::RedisQueue::new(redis.clone(), s.visibility_timeout);
+            tokio::spawn({
+                let redis = redis.clone();
+                async move { redis.check_persistence().await }
+            });
+            let dedup = dedup::redis::RedisDedup::new(redis, s.dedup_ttl, s.claim_ttl);
+            Ok(Storage {
+                queue: queue::Backend::Redis(queue),
+                dedup: dedup::Dedup::Redis(dedup),
+                db: None,
+            })
+        }
+    }
 }
 
 /// Runs the gateway until `shutdown` turns true, then drains and flushes.
@@ -66,15 +109,10 @@ pub async fn run(
         )?)),
         None => None,
     };
-    let StorageBackend::Embedded = config.storage.backend;
-    let db = embedded::Db::open(&config.storage.path)?;
-    let queue = queue::Backend::Embedded(queue::embedded::EmbeddedQueue::open(db.clone())?);
-    let dedup = dedup::Dedup::Embedded(dedup::embedded::EmbeddedDedup::new(
-        db.clone(),
-        config.storage.dedup_ttl,
-        config.storage.claim_ttl,
-    ));
-    let _sweeper = db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
+    let Storage { queue, dedup, db } = open_storage(&config.storage)?;
+    if let Some(db) = &db {
+        db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let grace = config.server.shutdown_grace;
 
@@ -130,10 +168,12 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     let _ = admin_task.await;
     // History lines and dedup done-records ride along with later commits; write them now.
-    queue.flush().await;
-    let flushed = db.flush().await;
-    let _ = tokio::task::spawn_blocking(move || db.close()).await;
-    flushed?;
+    queue.shutdown().await;
+    if let Some(db) = db {
+        let flushed = db.flush().await;
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+        flushed?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -88,6 +88,8 @@ pub struct AdminConfig {
 pub enum Backend {
     /// redb files under `path`: one process, no server needed.
     Embedded,
+    /// Redis at `redis_url`: dedup and queue shared by several replicas.
+    Redis,
 }
 
 /// `[storage]`, typed.
@@ -99,7 +101,17 @@ pub struct StorageConfig {
     pub dedup_ttl: Duration,
     /// How long an in-flight claim blocks the same id (a crash frees it after this).
     pub claim_ttl: Duration,
+    /// Redis: every key starts with this (several gateways can share one Redis).
+    pub key_prefix: String,
+    /// Redis: a leased event not acknowledged for this long is taken over by another replica.
+    pub visibility_timeout: Duration,
+    /// Redis: bound on every command, reconnects included.
+    pub op_timeout: Duration,
 }
+
+/// Time for bookkeeping around a delivery attempt (lease to start, outcome write), added to the
+/// upstream timeout and `op_timeout` when checking `visibility_timeout`.
+pub const VISIBILITY_MARGIN: Duration = Duration::from_secs(5);
 
 impl Config {
     /// Reads and validates `file`.
@@ -127,6 +139,7 @@ impl Config {
         let admin = admin(&mut cx, raw.admin)?;
         let storage = storage(&cx, raw.storage)?;
         let routes = route::routes(&mut cx, raw.routes)?;
+        check_visibility(&cx, &storage, &routes)?;
         Ok(Config {
             source: file.into(),
             server,
@@ -288,12 +301,7 @@ fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {
 fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, ConfigError> {
     let backend = match raw.backend.as_str() {
         "embedded" => Backend::Embedded,
-        "redis" => {
-            return Err(cx.err(
-                "storage.backend",
-                "\"redis\" is not available in this build yet; use \"embedded\"",
-            ));
-        }
+        "redis" => Backend::Redis,
         other => {
             return Err(cx.err(
                 "storage.backend",
@@ -304,13 +312,57 @@ fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, ConfigError> 
     if !raw.redis_url.starts_with("redis://") && !raw.redis_url.starts_with("rediss://") {
         return Err(cx.err("storage.redis_url", "must start with redis:// or rediss://"));
     }
+    let prefix_ok = !raw.key_prefix.is_empty()
+        && raw
+            .key_prefix
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"{}".contains(c));
+    if !prefix_ok {
+        return Err(cx.err(
+            "storage.key_prefix",
+            "use printable characters without spaces, '{' or '}' (braces are Redis Cluster hash tags)",
+        ));
+    }
     Ok(StorageConfig {
         backend,
         path: cx.path(&raw.path),
         redis_url: raw.redis_url,
         dedup_ttl: cx.positive_duration("storage.dedup_ttl", &raw.dedup_ttl)?,
         claim_ttl: cx.positive_duration("storage.claim_ttl", &raw.claim_ttl)?,
+        key_prefix: raw.key_prefix,
+        visibility_timeout: cx
+            .positive_duration("storage.visibility_timeout", &raw.visibility_timeout)?,
+        op_timeout: cx.positive_duration("storage.op_timeout", &raw.op_timeout)?,
     })
+}
+
+/// With Redis, a lease outliving the visibility timeout is handed to another replica, so a slow
+/// but successful delivery would be sent twice: the timeout must cover the slowest attempt.
+fn check_visibility(cx: &Cx, storage: &StorageConfig, routes: &[Route]) -> Result<(), ConfigError> {
+    if storage.backend != Backend::Redis {
+        return Ok(());
+    }
+    let every_upstream = routes
+        .iter()
+        .flat_map(|r| r.upstreams.iter().map(move |u| (r, u)));
+    let Some((slowest, up)) = every_upstream.max_by_key(|(_, u)| u.timeout) else {
+        return Ok(());
+    };
+    let needed = up.timeout + storage.op_timeout + VISIBILITY_MARGIN;
+    if storage.visibility_timeout <= needed {
+        return Err(cx.err(
+            "storage.visibility_timeout",
+            format!(
+                "must exceed the slowest upstream timeout ({:?}, route {:?}) + storage.op_timeout ({:?}) + {:?}; set it above {:?}",
+                up.timeout,
+                slowest.name,
+                storage.op_timeout,
+                VISIBILITY_MARGIN,
+                needed
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

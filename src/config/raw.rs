@@ -81,6 +81,12 @@ pub struct RawStorage {
     pub dedup_ttl: String,
     #[serde(default = "d_claim_ttl")]
     pub claim_ttl: String,
+    #[serde(default = "d_key_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "d_visibility_timeout")]
+    pub visibility_timeout: String,
+    #[serde(default = "d_op_timeout")]
+    pub op_timeout: String,
 }
 
 impl Default for RawStorage {
@@ -91,6 +97,9 @@ impl Default for RawStorage {
             redis_url: d_redis_url(),
             dedup_ttl: d_dedup_ttl(),
             claim_ttl: d_claim_ttl(),
+            key_prefix: d_key_prefix(),
+            visibility_timeout: d_visibility_timeout(),
+            op_timeout: d_op_timeout(),
         }
     }
 }
@@ -220,6 +229,15 @@ fn d_dedup_ttl() -> String {
 }
 fn d_claim_ttl() -> String {
     s("30s")
+}
+fn d_key_prefix() -> String {
+    s("hookgate")
+}
+fn d_visibility_timeout() -> String {
+    s("2m")
+}
+fn d_op_timeout() -> String {
+    s("2s")
 }
 fn d_tolerance() -> String {
     s("5m")

@@ -235,3 +235,32 @@ fn bad_no_retry_status_is_refused() {
     );
     assert_refused(&text, "route[0].retry.no_retry_on", "not an HTTP status");
 }
+
+#[test]
+fn redis_backend_has_typed_defaults() {
+    let c = load(&GOOD.replace("path = \"data\"", "backend = \"redis\"")).unwrap();
+    assert_eq!(c.storage.backend, Backend::Redis);
+    assert_eq!(c.storage.key_prefix, "hookgate");
+    assert_eq!(c.storage.visibility_timeout, Duration::from_secs(120));
+    assert_eq!(c.storage.op_timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn redis_visibility_timeout_must_cover_the_slowest_upstream() {
+    let text = GOOD.replace(
+        "path = \"data\"",
+        "backend = \"redis\"\nvisibility_timeout = \"35s\"",
+    );
+    // 30 s upstream timeout + 2 s op_timeout + 5 s margin > 35 s.
+    assert_refused(&text, "storage.visibility_timeout", "route \"stripe\"");
+    let ok = text.replace("\"35s\"", "\"38s\"");
+    assert!(load(&ok).is_ok());
+    let embedded = text.replace("backend = \"redis\"\n", "");
+    assert!(load(&embedded).is_ok(), "only checked for Redis");
+}
+
+#[test]
+fn bad_key_prefix_is_refused() {
+    let text = GOOD.replace("path = \"data\"", "key_prefix = \"{hg}\"");
+    assert_refused(&text, "storage.key_prefix", "hash tags");
+}

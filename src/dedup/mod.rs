@@ -5,6 +5,7 @@
 //! for `dedup_ttl`.
 
 pub mod embedded;
+pub mod redis;
 
 /// Result of claiming an event id on a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum DedupError {
     /// The store cannot be asked; the ingress fails open (accepts, marks `dedup_unavailable`).
     #[error("dedup store unavailable: {0}")]
     Unavailable(#[source] crate::embedded::StorageError),
+    /// Redis cannot be asked (down, slow, or refusing); the ingress fails open too.
+    #[error("dedup store unavailable: {0}")]
+    Redis(#[from] crate::redis_conn::RedisError),
 }
 
 /// A dedup backend. Ids are scoped by route: the same id on two routes are two events.
@@ -52,24 +56,29 @@ pub trait Store: Send + Sync {
 pub enum Dedup {
     /// Claims in memory, done records in the embedded redb file (one replica).
     Embedded(embedded::EmbeddedDedup),
+    /// Claims and done records in Redis, shared by every replica.
+    Redis(redis::RedisDedup),
 }
 
 impl Store for Dedup {
     async fn claim(&self, route: &str, id: &str) -> Result<Claim, DedupError> {
         match self {
             Dedup::Embedded(d) => d.claim(route, id).await,
+            Dedup::Redis(d) => d.claim(route, id).await,
         }
     }
 
     async fn complete(&self, route: &str, id: &str) -> Result<(), DedupError> {
         match self {
             Dedup::Embedded(d) => d.complete(route, id).await,
+            Dedup::Redis(d) => d.complete(route, id).await,
         }
     }
 
     async fn release(&self, route: &str, id: &str) -> Result<(), DedupError> {
         match self {
             Dedup::Embedded(d) => d.release(route, id).await,
+            Dedup::Redis(d) => d.release(route, id).await,
         }
     }
 }

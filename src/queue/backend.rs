@@ -3,20 +3,24 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded};
+use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded, redis_stream};
 
 /// The queue backend chosen from config; cheap to clone (handles share one store).
 #[derive(Clone)]
 pub enum Backend {
     /// The embedded redb queue (one replica).
     Embedded(embedded::EmbeddedQueue),
+    /// Redis Streams, shared by every replica.
+    Redis(redis_stream::RedisQueue),
 }
 
 impl Backend {
-    /// Writes what the backend buffers in memory (history lines); call before shutdown.
-    pub async fn flush(&self) {
+    /// At a graceful stop, once no worker runs: writes what is buffered in memory (embedded
+    /// history lines) and hands leases back to the queue (Redis).
+    pub async fn shutdown(&self) {
         match self {
             Backend::Embedded(q) => q.flush_history().await,
+            Backend::Redis(q) => q.return_leases().await,
         }
     }
 }
@@ -26,6 +30,7 @@ macro_rules! each {
     ($self:ident, $q:ident => $call:expr) => {
         match $self {
             Backend::Embedded($q) => $call,
+            Backend::Redis($q) => $call,
         }
     };
 }

@@ -9,6 +9,7 @@
 mod backend;
 pub mod embedded;
 mod record;
+pub mod redis_stream;
 mod schedule;
 
 use std::time::{Duration, SystemTime};
@@ -68,7 +69,8 @@ pub struct Job {
 /// A job that exhausted its retries. A lane keeps one per event id (the latest).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadEvent {
-    /// Its key among the lane's dead letters, increasing in order of death.
+    /// Identifies it among the lane's dead letters (embedded: increasing in order of death;
+    /// Redis: the job's stream position).
     pub seq: u64,
     /// The stored event.
     pub event: Event,
@@ -108,6 +110,9 @@ pub enum QueueError {
     /// The store failed or is closed: answer 503 + `Retry-After`.
     #[error("queue unavailable: {0}")]
     Unavailable(#[source] StorageError),
+    /// Redis failed, timed out or is unreachable: answer 503 + `Retry-After`.
+    #[error("queue unavailable: {0}")]
+    Redis(#[from] crate::redis_conn::RedisError),
 }
 
 impl From<StorageError> for QueueError {

@@ -5,23 +5,21 @@ use std::time::Duration;
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_upstream_is_retried_until_it_recovers() {
+async fn failing_upstream_is_retried_until_it_recovers(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(2, Ordering::SeqCst);
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
     assert_eq!(gw.post_stripe("evt_retry").await.0, 200);
     let got = sink.wait_for(1, Duration::from_secs(15)).await;
     assert_eq!(got[0].headers["x-hookgate-attempt"], "3");
     assert_eq!(sink.hits.load(Ordering::SeqCst), 3);
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_events_go_to_the_dead_letter_store() {
+async fn exhausted_events_go_to_the_dead_letter_store(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.max_attempts = 3;
     let gw = Gateway::start(o).await;
     assert_eq!(gw.post_stripe("evt_dead").await.0, 200);
@@ -56,19 +54,18 @@ async fn exhausted_events_go_to_the_dead_letter_store() {
         metrics.contains(r#"hookgate_queue_depth{route="stripe"} 0"#),
         "{metrics}"
     );
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undelivered_events_survive_a_graceful_restart() {
+async fn undelivered_events_survive_a_graceful_restart(store: Store) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener); // upstream down: nothing listens here yet
     let up = format!("http://127.0.0.1:{port}");
-    let mut o = Opts::new(up.clone());
+    let mut o = Opts::new(store, up.clone());
     o.schedule = r#"["200ms"]"#;
     o.max_attempts = 1000;
-    let gw = Gateway::start(o).await;
+    let gw = Gateway::start(o.clone()).await;
     for i in 0..5 {
         assert_eq!(gw.post_stripe(&format!("evt_restart_{i}")).await.0, 200);
     }
@@ -78,10 +75,7 @@ async fn undelivered_events_survive_a_graceful_restart() {
             .await
             .unwrap(),
     );
-    let mut o = Opts::new(up);
-    o.schedule = r#"["200ms"]"#;
-    o.max_attempts = 1000;
-    let gw = Gateway::start_in(dir, o).await;
+    let gw = Gateway::start_in(dir, o).await; // same data directory or Redis prefix
     let got = sink.wait_for(5, Duration::from_secs(15)).await;
     let mut ids: Vec<_> = got
         .iter()
@@ -97,5 +91,11 @@ async fn undelivered_events_survive_a_graceful_restart() {
             .1
             .contains("duplicate")
     );
-    gw.stop().await;
+    gw.finish().await;
 }
+
+crate::both_backends!(
+    failing_upstream_is_retried_until_it_recovers,
+    exhausted_events_go_to_the_dead_letter_store,
+    undelivered_events_survive_a_graceful_restart,
+);

@@ -49,11 +49,10 @@ async fn dead_ids(gw: &Gateway) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
+async fn dead_letters_can_be_listed_shown_replayed_and_purged(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.max_attempts = 2;
     let gw = Gateway::start(o).await;
     for id in ["evt_dlq_a", "evt_dlq_b"] {
@@ -103,14 +102,13 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
     assert!(dead_ids(&gw).await.is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.delivered().len(), 1, "a purged event is not delivered");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivery_history_keeps_status_latency_and_answer() {
+async fn delivery_history_keeps_status_latency_and_answer(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(1, Ordering::SeqCst);
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
     assert_eq!(gw.post_stripe("evt_hist").await.0, 200);
     sink.wait_for(1, Duration::from_secs(10)).await;
     let mut rows = Vec::new();
@@ -133,7 +131,7 @@ async fn delivery_history_keeps_status_latency_and_answer() {
     );
     assert_eq!(rows[1]["answer"], "sink says no");
     assert!(rows[0]["latency_ms"].is_u64());
-    gw.stop().await;
+    gw.finish().await;
 }
 
 async fn lane_state(gw: &Gateway) -> String {
@@ -148,10 +146,10 @@ async fn lane_state(gw: &Gateway) -> String {
     stripe["upstreams"][0]["state"].as_str().unwrap().to_owned()
 }
 
-async fn suspended_gateway() -> (Gateway, Sink) {
+async fn suspended_gateway(store: Store) -> (Gateway, Sink) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.suspend_after = 2;
     o.max_attempts = 1000;
     o.schedule = r#"["50ms"]"#;
@@ -166,9 +164,8 @@ async fn suspended_gateway() -> (Gateway, Sink) {
     (gw, sink)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api() {
-    let (gw, sink) = suspended_gateway().await;
+async fn suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api(store: Store) {
+    let (gw, sink) = suspended_gateway(store).await;
     let before = sink.hits.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let probes = sink.hits.load(Ordering::SeqCst) - before;
@@ -193,22 +190,20 @@ async fn suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api() {
     assert_eq!((status, v["resumed"][0].as_str()), (200, Some("stripe")));
     sink.wait_for(5, Duration::from_secs(10)).await;
     assert_eq!(lane_state(&gw).await, "ok");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suspended_upstream_resumes_by_itself_when_a_probe_succeeds() {
-    let (gw, sink) = suspended_gateway().await;
+async fn suspended_upstream_resumes_by_itself_when_a_probe_succeeds(store: Store) {
+    let (gw, sink) = suspended_gateway(store).await;
     sink.fail_first.store(0, Ordering::SeqCst);
     sink.wait_for(5, Duration::from_secs(15)).await;
     assert_eq!(lane_state(&gw).await, "ok");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_delivers_to_each_upstream_by_event_type() {
+async fn fan_out_delivers_to_each_upstream_by_event_type(store: Store) {
     let sink = Sink::start().await;
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.extra_route = format!(
         r#"[[route]]
 name = "fan"
@@ -217,8 +212,8 @@ scheme = "stripe"
 secrets = ["{STRIPE_SECRET}"]
 retry = {{ schedule = ["100ms"] }}
 upstreams = [
-  {{ name = "billing", url = "{up}/billing", events = ["invoice.*"] }},
-  {{ name = "everything", url = "{up}/all" }},
+  {{ name = "billing", url = "{up}/billing", events = ["invoice.*"], timeout = "2s" }},
+  {{ name = "everything", url = "{up}/all", timeout = "2s" }},
 ]
 "#,
         up = sink.url("")
@@ -268,15 +263,14 @@ upstreams = [
         .clone();
     assert_eq!(fan["upstreams"].as_array().unwrap().len(), 2);
     assert_eq!(fan["upstreams"][0]["lane"], "fan/billing");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_retry_statuses_dead_letter_at_once() {
+async fn no_retry_statuses_dead_letter_at_once(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
     sink.fail_status.store(410, Ordering::SeqCst);
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.schedule = r#"["100ms"], no_retry_on = [410]"#;
     let gw = Gateway::start(o).await;
     assert_eq!(gw.post_stripe("evt_gone").await.0, 200);
@@ -286,15 +280,14 @@ async fn no_retry_statuses_dead_letter_at_once() {
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sink.hits.load(Ordering::SeqCst), 1);
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_from_the_upstream_is_honoured() {
+async fn retry_after_from_the_upstream_is_honoured(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(1, Ordering::SeqCst);
     *sink.retry_after.lock().unwrap() = Some("1".into());
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
     assert_eq!(gw.post_stripe("evt_later").await.0, 200);
     sink.wait_for(1, Duration::from_secs(10)).await;
     let times = sink.times.lock().unwrap().clone();
@@ -303,13 +296,12 @@ async fn retry_after_from_the_upstream_is_honoured() {
         "{:?}",
         times[1] - times[0]
     );
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_secret_resigns_with_standard_webhooks_headers() {
+async fn forward_secret_resigns_with_standard_webhooks_headers(store: Store) {
     let sink = Sink::start().await;
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.stripe_extra = format!(r#"forward_secret = "{}""#, standard_secret());
     let gw = Gateway::start(o).await;
     assert_eq!(gw.post_stripe("evt_resign").await.0, 200);
@@ -325,14 +317,13 @@ async fn forward_secret_resigns_with_standard_webhooks_headers() {
         h.contains_key("stripe-signature"),
         "the provider's own headers stay"
     );
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_talks_to_the_admin_api() {
+async fn cli_talks_to_the_admin_api(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.max_attempts = 1;
     let gw = Gateway::start(o).await;
     assert_eq!(gw.post_stripe("evt_cli").await.0, 200);
@@ -368,29 +359,27 @@ async fn cli_talks_to_the_admin_api() {
         tokio::task::block_in_place(|| run(&["dlq", "replay", "--route", "stripe", "--all"]));
     assert!(replay.contains("\"replayed\": 1"), "{replay}");
     sink.wait_for(1, Duration::from_secs(10)).await;
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_upstream_with_its_own_ca_gets_h2() {
+async fn https_upstream_with_its_own_ca_gets_h2(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start_tls(dir.path()).await;
     let ca = dir.path().join("sink-ca.pem");
-    let mut o = Opts::new(format!("https://localhost:{}", sink.addr.port()));
+    let mut o = Opts::new(store, format!("https://localhost:{}", sink.addr.port()));
     o.upstream_extra = format!(r#", ca = "{}""#, ca.display());
     let gw = Gateway::start_in(dir, o).await;
     assert_eq!(gw.post_stripe("evt_https").await.0, 200);
     let got = sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].version, http::Version::HTTP_2, "ALPN picked h2");
     assert_eq!(got[0].body.as_ref(), stripe_body("evt_https").as_slice());
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_upstream_with_an_unknown_ca_is_retried_not_delivered() {
+async fn https_upstream_with_an_unknown_ca_is_retried_not_delivered(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start_tls(dir.path()).await;
-    let mut o = Opts::new(format!("https://localhost:{}", sink.addr.port()));
+    let mut o = Opts::new(store, format!("https://localhost:{}", sink.addr.port()));
     o.max_attempts = 2;
     let gw = Gateway::start_in(dir, o).await;
     assert_eq!(gw.post_stripe("evt_untrusted").await.0, 200);
@@ -408,14 +397,14 @@ async fn https_upstream_with_an_unknown_ca_is_retried_not_delivered() {
         "{one}"
     );
     assert_eq!(sink.hits.load(Ordering::SeqCst), 0);
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_stop_lets_an_inflight_delivery_finish() {
+async fn graceful_stop_lets_an_inflight_delivery_finish(store: Store) {
     let sink = Sink::start().await;
     sink.delay_ms.store(700, Ordering::SeqCst);
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let o = Opts::new(store, sink.url(""));
+    let gw = Gateway::start(o.clone()).await;
     assert_eq!(gw.post_stripe("evt_inflight").await.0, 200);
     eventually(Duration::from_secs(5), "delivery started", async || {
         !sink.times.lock().unwrap().is_empty()
@@ -428,8 +417,23 @@ async fn graceful_stop_lets_an_inflight_delivery_finish() {
         "the in-flight attempt finished before exit"
     );
     // And it was acknowledged: a restart does not deliver it again.
-    let gw = Gateway::start_in(dir, Opts::new(sink.url(""))).await;
+    let gw = Gateway::start_in(dir, o).await; // same data directory or Redis prefix
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.delivered().len(), 1);
-    gw.stop().await;
+    gw.finish().await;
 }
+
+crate::both_backends!(
+    dead_letters_can_be_listed_shown_replayed_and_purged,
+    delivery_history_keeps_status_latency_and_answer,
+    suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api,
+    suspended_upstream_resumes_by_itself_when_a_probe_succeeds,
+    fan_out_delivers_to_each_upstream_by_event_type,
+    no_retry_statuses_dead_letter_at_once,
+    retry_after_from_the_upstream_is_honoured,
+    forward_secret_resigns_with_standard_webhooks_headers,
+    cli_talks_to_the_admin_api,
+    https_upstream_with_its_own_ca_gets_h2,
+    https_upstream_with_an_unknown_ca_is_retried_not_delivered,
+    graceful_stop_lets_an_inflight_delivery_finish,
+);

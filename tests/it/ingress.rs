@@ -4,15 +4,14 @@ use std::time::Duration;
 
 use crate::support::*;
 
-async fn setup() -> (Gateway, Sink) {
+async fn setup(store: Store) -> (Gateway, Sink) {
     let sink = Sink::start().await;
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
     (gw, sink)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn valid_event_is_accepted_and_delivered_byte_identical() {
-    let (gw, sink) = setup().await;
+async fn valid_event_is_accepted_and_delivered_byte_identical(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = stripe_body("evt_identical");
     let h = vec![(
         "stripe-signature".to_string(),
@@ -32,12 +31,11 @@ async fn valid_event_is_accepted_and_delivered_byte_identical() {
     );
     assert!(got[0].headers.contains_key("x-hookgate-received-at"));
     assert!(!got[0].headers.contains_key("x-hookgate-dedup"));
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_event_twice_is_a_duplicate_delivered_once() {
-    let (gw, sink) = setup().await;
+async fn same_event_twice_is_a_duplicate_delivered_once(store: Store) {
+    let (gw, sink) = setup(store).await;
     assert_eq!(gw.post_stripe("evt_twice").await.0, 200);
     let (status, text) = gw.post_stripe("evt_twice").await;
     assert_eq!(
@@ -47,12 +45,11 @@ async fn same_event_twice_is_a_duplicate_delivered_once() {
     sink.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.delivered().len(), 1);
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_sends_of_one_id_deliver_once() {
-    let (gw, sink) = setup().await;
+async fn twenty_concurrent_sends_of_one_id_deliver_once(store: Store) {
+    let (gw, sink) = setup(store).await;
     let gw = std::sync::Arc::new(gw);
     let sends = (0..20).map(|_| {
         let gw = gw.clone();
@@ -69,12 +66,11 @@ async fn twenty_concurrent_sends_of_one_id_deliver_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.delivered().len(), 1, "statuses: {statuses:?}");
     let gw = std::sync::Arc::into_inner(gw).expect("no other handle");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_stale_events_are_refused_with_reasons() {
-    let (gw, sink) = setup().await;
+async fn forged_and_stale_events_are_refused_with_reasons(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = stripe_body("evt_forged");
     let cases = [
         (
@@ -120,12 +116,11 @@ async fn forged_and_stale_events_are_refused_with_reasons() {
     let (status, text) = gw.post_stripe("evt_forged").await;
     assert!(status == 200 && text.contains("accepted"), "{text}");
     sink.wait_for(1, Duration::from_secs(10)).await;
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotated_secret_is_accepted() {
-    let (gw, sink) = setup().await;
+async fn rotated_secret_is_accepted(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = stripe_body("evt_rotated");
     let h = vec![(
         "stripe-signature".to_string(),
@@ -133,7 +128,7 @@ async fn rotated_secret_is_accepted() {
     )];
     assert_eq!(gw.post("/webhooks/stripe", &h, body).await.0, 200);
     sink.wait_for(1, Duration::from_secs(10)).await;
-    gw.stop().await;
+    gw.finish().await;
 }
 
 /// A stripe-signed body of exactly `len` bytes (JSON padded with spaces).
@@ -145,9 +140,8 @@ fn padded(id: &str, len: usize) -> Vec<u8> {
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn size_limit_with_content_length_and_chunked() {
-    let (gw, sink) = setup().await;
+async fn size_limit_with_content_length_and_chunked(store: Store) {
+    let (gw, sink) = setup(store).await;
     let limit = 64 * 1024;
     let over = padded("evt_big", limit + 1);
     let h = vec![(
@@ -183,12 +177,11 @@ async fn size_limit_with_content_length_and_chunked() {
     assert_eq!(status, 200, "{text}");
     let got = sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].body.len(), limit);
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_path_and_wrong_method() {
-    let (gw, _sink) = setup().await;
+async fn unknown_path_and_wrong_method(store: Store) {
+    let (gw, _sink) = setup(store).await;
     let (status, text) = gw.post("/nope", &[], b"{}".to_vec()).await;
     assert_eq!((status, text.as_str()), (404, r#"{"error":"no_route"}"#));
     let resp = gw
@@ -199,12 +192,11 @@ async fn unknown_path_and_wrong_method() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
     assert_eq!(resp.headers()["allow"], "POST");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standard_webhooks_and_svix_aliases_are_verified() {
-    let (gw, sink) = setup().await;
+async fn standard_webhooks_and_svix_aliases_are_verified(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = br#"{"type":"user.created","data":{"id":1}}"#.to_vec();
     let h = standard_headers("msg_std_1", now(), &body, "webhook");
     let (status, text) = gw.post("/webhooks/standard", &h, body.clone()).await;
@@ -221,12 +213,11 @@ async fn standard_webhooks_and_svix_aliases_are_verified() {
         got.iter()
             .all(|r| r.headers["x-hookgate-route"] == "standard")
     );
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_events_are_verified_and_deduped_on_delivery_id() {
-    let (gw, sink) = setup().await;
+async fn github_events_are_verified_and_deduped_on_delivery_id(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
     let h = github_headers("72d3162e-cc78-11e3-81ab-4c9367dc0958", &body);
     let (status, text) = gw.post("/webhooks/github", &h, body.clone()).await;
@@ -247,12 +238,11 @@ async fn github_events_are_verified_and_deduped_on_delivery_id() {
     bad[0].1 = format!("sha256={}", "0".repeat(64));
     assert_eq!(gw.post("/webhooks/github", &bad, body).await.0, 401);
     sink.wait_for(1, Duration::from_secs(10)).await;
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_is_negotiated_by_alpn() {
-    let (gw, sink) = setup().await;
+async fn http2_is_negotiated_by_alpn(store: Store) {
+    let (gw, sink) = setup(store).await;
     let body = stripe_body("evt_h2");
     let resp = gw
         .client
@@ -268,12 +258,11 @@ async fn http2_is_negotiated_by_alpn() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status().as_u16(), 200);
     sink.wait_for(1, Duration::from_secs(10)).await;
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_health_and_token() {
-    let (gw, _sink) = setup().await;
+async fn admin_health_and_token(store: Store) {
+    let (gw, _sink) = setup(store).await;
     let base = format!("http://{}", gw.admin);
     let plain = &gw.client;
     assert_eq!(
@@ -322,7 +311,7 @@ async fn admin_health_and_token() {
         .await
         .unwrap();
     assert!(metrics.contains("hookgate_queue_depth"), "{metrics}");
-    gw.stop().await;
+    gw.finish().await;
 }
 
 fn guarded_route(extra: &str) -> String {
@@ -332,16 +321,15 @@ name = "guarded"
 path = "/webhooks/guarded"
 scheme = "stripe"
 secrets = ["{STRIPE_SECRET}"]
-upstream = {{ url = "http://127.0.0.1:9/never" }}
+upstream = {{ url = "http://127.0.0.1:9/never", timeout = "2s" }}
 {extra}
 "#
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_ip_outside_the_allow_list_is_forbidden() {
+async fn source_ip_outside_the_allow_list_is_forbidden(store: Store) {
     let sink = Sink::start().await;
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.extra_route = guarded_route(r#"allow_ips = ["10.0.0.0/8"]"#);
     let gw = Gateway::start(o).await;
     let body = stripe_body("evt_ip");
@@ -354,13 +342,12 @@ async fn source_ip_outside_the_allow_list_is_forbidden() {
         (status, text.as_str()),
         (403, r#"{"error":"ip_not_allowed"}"#)
     );
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_answers_429_with_retry_after() {
+async fn rate_limit_answers_429_with_retry_after(store: Store) {
     let sink = Sink::start().await;
-    let mut o = Opts::new(sink.url(""));
+    let mut o = Opts::new(store, sink.url(""));
     o.extra_route = guarded_route("rate_limit = { rps = 1, burst = 2 }");
     let gw = Gateway::start(o).await;
     let mut statuses = Vec::new();
@@ -386,14 +373,13 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert_eq!(statuses[1].0, 200);
     assert_eq!(statuses[2].0, 429);
     assert_eq!(statuses[2].1.as_ref().unwrap(), "1");
-    gw.stop().await;
+    gw.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_never_arrives_gets_408() {
+async fn a_body_that_never_arrives_gets_408(store: Store) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sink = Sink::start().await;
-    let gw = Gateway::start(Opts::new(sink.url(""))).await;
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let mut tls = tls_connect(&gw, tcp).await;
     let head =
@@ -405,7 +391,7 @@ async fn a_body_that_never_arrives_gets_408() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#"{"error":"body_timeout"}"#), "{text}");
-    gw.stop().await;
+    gw.finish().await;
 }
 
 async fn tls_connect(
@@ -428,3 +414,34 @@ async fn tls_connect(
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
 }
+async fn dedup_ttl_is_honoured(store: Store) {
+    let sink = Sink::start().await;
+    let mut o = Opts::new(store, sink.url(""));
+    o.dedup_ttl = "2s";
+    let gw = Gateway::start(o).await;
+    assert!(gw.post_stripe("evt_ttl").await.1.contains("accepted"));
+    assert!(gw.post_stripe("evt_ttl").await.1.contains("duplicate"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, text) = gw.post_stripe("evt_ttl").await;
+    assert_eq!((status, text.contains("accepted")), (200, true), "{text}");
+    sink.wait_for(2, Duration::from_secs(10)).await;
+    gw.finish().await;
+}
+
+crate::both_backends!(
+    dedup_ttl_is_honoured,
+    valid_event_is_accepted_and_delivered_byte_identical,
+    same_event_twice_is_a_duplicate_delivered_once,
+    twenty_concurrent_sends_of_one_id_deliver_once,
+    forged_and_stale_events_are_refused_with_reasons,
+    rotated_secret_is_accepted,
+    size_limit_with_content_length_and_chunked,
+    unknown_path_and_wrong_method,
+    standard_webhooks_and_svix_aliases_are_verified,
+    github_events_are_verified_and_deduped_on_delivery_id,
+    http2_is_negotiated_by_alpn,
+    admin_health_and_token,
+    source_ip_outside_the_allow_list_is_forbidden,
+    rate_limit_answers_429_with_retry_after,
+    a_body_that_never_arrives_gets_408,
+);

@@ -7,5 +7,7 @@ mod fuzz_regressions;
 mod hmac_config;
 mod ingress;
 mod process;
+mod redis_outage;
+mod replicas;
 mod schemes;
 mod support;

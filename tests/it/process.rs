@@ -8,7 +8,7 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,13 +16,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     admin: u16,
 }
 
 impl Proc {
-    fn spawn(config: &Path, admin: u16) -> Proc {
+    pub(crate) fn spawn(config: &Path, admin: u16) -> Proc {
         let child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(config)
@@ -33,7 +33,7 @@ impl Proc {
         Proc { child, admin }
     }
 
-    async fn wait_healthy(&mut self, client: &reqwest::Client) {
+    pub(crate) async fn wait_healthy(&mut self, client: &reqwest::Client) {
         for _ in 0..200 {
             if let Ok(r) = client
                 .get(format!("http://127.0.0.1:{}/healthz", self.admin))
@@ -69,6 +69,7 @@ impl Drop for Proc {
 }
 
 struct Setup {
+    opts: Opts,
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
     client: reqwest::Client,
@@ -77,10 +78,10 @@ struct Setup {
     upstream: u16,
 }
 
-fn setup(max_attempts: u32) -> Setup {
+fn setup(store: Store, max_attempts: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (ingress, admin, upstream) = (free_port(), free_port(), free_port());
-    let mut o = Opts::new(format!("http://127.0.0.1:{upstream}"));
+    let mut o = Opts::new(store, format!("http://127.0.0.1:{upstream}"));
     o.schedule = r#"["200ms"]"#;
     o.max_attempts = max_attempts;
     let text = config_text(
@@ -93,6 +94,7 @@ fn setup(max_attempts: u32) -> Setup {
     std::fs::write(&config, text).unwrap();
     let client = client(&dir.path().join("test.crt"));
     Setup {
+        opts: o,
         dir,
         config,
         client,
@@ -118,9 +120,8 @@ async fn post_stripe(s: &Setup, id: &str) -> u16 {
     resp.status().as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_no_accepted_event() {
-    let s = setup(10_000);
+async fn sigkill_loses_no_accepted_event(store: Store) {
+    let s = setup(store, 10_000);
     let mut gw = Proc::spawn(&s.config, s.admin);
     gw.wait_healthy(&s.client).await;
     let sends = (0..40).map(|i| {
@@ -165,12 +166,11 @@ async fn sigkill_loses_no_accepted_event() {
         "every accepted event is delivered after the crash"
     );
     drop(gw);
-    drop(s.dir);
+    s.opts.clean().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_and_exits_zero() {
-    let s = setup(5);
+async fn sigterm_drains_and_exits_zero(store: Store) {
+    let s = setup(store, 5);
     let _sink = Sink::start_on(
         tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
             .await
@@ -190,11 +190,11 @@ async fn sigterm_drains_and_exits_zero() {
         .expect("exits in time")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    s.opts.clean().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_test_signs_like_the_provider() {
-    let s = setup(5);
+async fn send_test_signs_like_the_provider(store: Store) {
+    let s = setup(store, 5);
     let sink = Sink::start_on(
         tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
             .await
@@ -216,11 +216,13 @@ async fn send_test_signs_like_the_provider() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("accepted"));
     }
     sink.wait_for(3, Duration::from_secs(10)).await;
+    drop(gw);
+    s.opts.clean().await;
 }
 
 #[test]
 fn check_accepts_good_and_refuses_bad_config_with_64() {
-    let s = setup(5);
+    let s = setup(Store::Embedded, 5);
     let ok = Command::new(BIN)
         .args(["check", "-c"])
         .arg(&s.config)
@@ -250,3 +252,9 @@ fn check_accepts_good_and_refuses_bad_config_with_64() {
         "{err}"
     );
 }
+
+crate::both_backends!(
+    sigkill_loses_no_accepted_event,
+    sigterm_drains_and_exits_zero,
+    send_test_signs_like_the_provider,
+);

@@ -260,7 +260,7 @@ fn tampered(body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scheme_accepts_its_signature_and_refuses_tampering() {
     let sink = Sink::start().await;
-    let mut opts = Opts::new(sink.url(""));
+    let mut opts = Opts::new(Store::Embedded, sink.url(""));
     opts.extra_route = routes(&sink.url("")).to_owned();
     let gw = Gateway::start(opts).await;
     let mut cases = json_cases(now());
@@ -295,7 +295,7 @@ async fn every_scheme_accepts_its_signature_and_refuses_tampering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_and_zoom_handshakes_are_answered_not_enqueued() {
     let sink = Sink::start().await;
-    let mut opts = Opts::new(sink.url(""));
+    let mut opts = Opts::new(Store::Embedded, sink.url(""));
     opts.extra_route = routes(&sink.url("")).to_owned();
     let gw = Gateway::start(opts).await;
     let t = now().to_string();

@@ -16,6 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod backend;
+pub use backend::*;
+
 pub const STRIPE_SECRET: &str = "whsec_test_stripe_current";
 pub const STRIPE_OLD_SECRET: &str = "whsec_test_stripe_previous";
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
@@ -245,7 +248,9 @@ impl Sink {
 }
 
 /// Knobs for the generated config.
+#[derive(Clone)]
 pub struct Opts {
+    pub store: Store,
     pub upstream: String,
     pub schedule: &'static str,
     pub max_attempts: u32,
@@ -256,11 +261,17 @@ pub struct Opts {
     pub stripe_extra: String,
     /// Extra inline keys for the stripe route's upstream table (start with ", ").
     pub upstream_extra: String,
+    pub redis_url: String,
+    /// Unique per `Opts::new`: copies of one `Opts` share a Redis keyspace.
+    pub key_prefix: String,
+    pub visibility_timeout: &'static str,
 }
 
 impl Opts {
-    pub fn new(upstream: String) -> Opts {
+    pub fn new(store: Store, upstream: String) -> Opts {
+        let key_prefix = format!("hgit-{}-{:08x}", std::process::id(), rand::random::<u32>());
         Opts {
+            store,
             upstream,
             schedule: r#"["100ms"]"#,
             max_attempts: 5,
@@ -269,6 +280,17 @@ impl Opts {
             extra_route: String::new(),
             stripe_extra: String::new(),
             upstream_extra: String::new(),
+            redis_url: redis_url(),
+            key_prefix,
+            // Upstream timeout 2s + op_timeout 1s + the 5s margin < 9s.
+            visibility_timeout: "9s",
+        }
+    }
+
+    /// Deletes this test's Redis keys (nothing to do for the embedded store).
+    pub async fn clean(&self) {
+        if self.store == Store::Redis {
+            clean_redis(&self.redis_url, &self.key_prefix).await;
         }
     }
 }
@@ -297,8 +319,13 @@ body_timeout = "2s"
 listen = "{admin}"
 token = "test-admin-token"
 [storage]
+backend = "{backend}"
 path = "{data}"
 dedup_ttl = "{ttl}"
+redis_url = "{redis_url}"
+key_prefix = "{prefix}"
+visibility_timeout = "{vt}"
+op_timeout = "1s"
 [[route]]
 name = "stripe"
 path = "/webhooks/stripe"
@@ -336,6 +363,13 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         extra = o.extra_route,
         stripe_extra = o.stripe_extra,
         upstream_extra = o.upstream_extra,
+        backend = match o.store {
+            Store::Embedded => "embedded",
+            Store::Redis => "redis",
+        },
+        redis_url = o.redis_url,
+        prefix = o.key_prefix,
+        vt = o.visibility_timeout,
     )
 }
 
@@ -345,6 +379,7 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    pub opts: Opts,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), hookgate::RunError>>,
 }
@@ -377,6 +412,7 @@ impl Gateway {
             admin: admin_addr,
             client,
             dir,
+            opts: o,
             stop,
             task,
         }
@@ -417,7 +453,14 @@ impl Gateway {
         self.post("/webhooks/stripe", &h, body).await
     }
 
-    /// Graceful stop; returns the run result.
+    /// Graceful stop, then deletes the test's Redis keys: the end of a test.
+    pub async fn finish(self) {
+        let opts = self.opts.clone();
+        self.stop().await;
+        opts.clean().await;
+    }
+
+    /// Graceful stop (asserting a clean exit); returns the data directory for a restart.
     pub async fn stop(self) -> tempfile::TempDir {
         self.stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(15), self.task)

@@ -1,0 +1,249 @@
+//! The queue in Redis Streams, shared by every replica.
+//!
+//! Keys of lane L of route R (all tagged `{R}`, so one transaction may touch several):
+//! - `q:L`: a stream; field `j` of an entry holds the job; one consumer group, `hookgate`.
+//! - `retry:L`: jobs waiting for a retry, in a sorted set scored by due time (ms).
+//! - `dead:L` (hash, event id → dead letter) and `dead-order:L` (ids scored by time of death).
+//! - `history:L`: the newest `HISTORY_MAX` attempts, a capped list.
+//! - `corrupt:L`: entries that could not be decoded, set aside for a human.
+//!
+//! An entry leaves the stream only in the transaction that settles it (XACK + XDEL, plus the
+//! retry or dead-letter write), never by MAXLEN trimming, so nothing unacknowledged is dropped.
+//! An entry leased by a replica that died is claimed by another with XAUTOCLAIM once it has been
+//! idle for the visibility timeout; Redis, not the replica, remembers the lease.
+
+mod dlq;
+mod ids;
+mod read;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use redis::aio::MultiplexedConnection;
+
+use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use crate::embedded::{now_ms, to_ms};
+use crate::redis_conn::{Redis, RedisError};
+use ids::{id_of, seq_of};
+
+/// The consumer group every replica reads through.
+const GROUP: &str = "hookgate";
+
+/// The Redis Streams queue. Cheap to clone; clones share lane state and reader connections.
+#[derive(Clone)]
+pub struct RedisQueue {
+    redis: Redis,
+    /// This process's name in the consumer group.
+    consumer: Arc<str>,
+    visibility: Duration,
+    lanes: Arc<Mutex<HashMap<String, read::LaneState>>>,
+    /// Idle connections for blocking reads (a blocked read would stall the shared one).
+    readers: Arc<Mutex<Vec<MultiplexedConnection>>>,
+}
+
+/// The keys of one lane.
+pub(super) struct Keys {
+    stream: String,
+    retry: String,
+    dead: String,
+    dead_order: String,
+    history: String,
+    corrupt: String,
+}
+
+impl RedisQueue {
+    /// A queue over `redis`; entries idle for `visibility` are taken over from dead replicas.
+    pub fn new(redis: Redis, visibility: Duration) -> Self {
+        let consumer = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        RedisQueue {
+            redis,
+            consumer: consumer.into(),
+            visibility,
+            lanes: Arc::default(),
+            readers: Arc::default(),
+        }
+    }
+
+    fn keys(&self, lane: &str) -> Keys {
+        // Route names cannot contain '/', so the route is what precedes the first one.
+        let route = lane.split('/').next().unwrap_or(lane);
+        let key = |kind: &str| self.redis.key(route, &format!("{kind}:{lane}"));
+        Keys {
+            stream: key("q"),
+            retry: key("retry"),
+            dead: key("dead"),
+            dead_order: key("dead-order"),
+            history: key("history"),
+            corrupt: key("corrupt"),
+        }
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, HashMap<String, read::LaneState>> {
+        // Every update is a single field write, so a panic elsewhere leaves it consistent.
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds XACK + XDEL of the job's entry to a transaction.
+    fn settle(&self, pipe: &mut redis::Pipeline, keys: &Keys, job: &Job) {
+        let id = id_of(job.seq);
+        pipe.cmd("XACK")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg(&id)
+            .ignore();
+        pipe.cmd("XDEL").arg(&keys.stream).arg(&id).ignore();
+    }
+
+    /// Runs a MULTI/EXEC transaction on the shared connection.
+    async fn transact(&self, pipe: &redis::Pipeline) -> Result<(), RedisError> {
+        self.redis.query_pipe(pipe).await
+    }
+}
+
+impl Queue for RedisQueue {
+    async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
+        let seqs = self.enqueue_all(vec![event]).await?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    }
+
+    /// One MULTI/EXEC: every XADD or none. Ok only once Redis has answered EXEC.
+    async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for event in &events {
+            let job = record::encode_job(now_ms(), 0, None, event).map_err(RedisError::from)?;
+            let stream = self.keys(&event.lane()).stream;
+            pipe.cmd("XADD").arg(stream).arg("*").arg("j").arg(job);
+        }
+        let ids: Vec<String> = self.redis.query_pipe(&pipe).await?;
+        Ok(ids.iter().map(|id| seq_of(id)).collect::<Result<_, _>>()?)
+    }
+
+    async fn receive(&self, lane: &str) -> Result<Job, QueueError> {
+        self.next_job(lane).await
+    }
+
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        let keys = self.keys(&job.event.lane());
+        let mut pipe = redis::pipe();
+        self.settle(pipe.atomic(), &keys, job);
+        Ok(self.transact(&pipe).await?)
+    }
+
+    /// Moves the job from the stream to the retry set in one transaction; a mover puts it back
+    /// into the stream once due (see `read`).
+    async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
+        let (lane, due) = (job.event.lane(), to_ms(at));
+        let keys = self.keys(&lane);
+        let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
+            .map_err(RedisError::from)?;
+        // The job's seq first makes the member unique even if two jobs encode alike.
+        let member = [job.seq.to_be_bytes().as_slice(), &bytes].concat();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(&keys.retry)
+            .arg(due)
+            .arg(member)
+            .ignore();
+        self.settle(&mut pipe, &keys, job);
+        self.transact(&pipe).await?;
+        self.due_at(&lane, due);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+        let keys = self.keys(&job.event.lane());
+        let dead = DeadEvent {
+            seq: job.seq,
+            event: job.event.clone(),
+            attempts: job.attempts + 1,
+            last_error: error.to_owned(),
+            died_at_ms: now_ms(),
+        };
+        let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let id = &job.event.id;
+        pipe.cmd("HSET").arg(&keys.dead).arg(id).arg(bytes).ignore();
+        pipe.cmd("ZADD")
+            .arg(&keys.dead_order)
+            .arg(dead.died_at_ms)
+            .arg(id)
+            .ignore();
+        self.settle(&mut pipe, &keys, job);
+        Ok(self.transact(&pipe).await?)
+    }
+
+    /// Entries in the stream (waiting or leased: they leave it when settled) plus retries.
+    async fn depth(&self, lane: &str) -> Result<usize, QueueError> {
+        let keys = self.keys(lane);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
+            .arg(&keys.stream)
+            .cmd("ZCARD")
+            .arg(&keys.retry);
+        let (stream, retry): (usize, usize) = self.redis.query_pipe(&pipe).await?;
+        Ok(stream + retry)
+    }
+
+    async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
+        Ok(self
+            .oldest_received(lane)
+            .await?
+            .map(|at| Duration::from_millis(now_ms().saturating_sub(at))))
+    }
+
+    async fn dead(&self, lane: &str, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
+        let found = self.dead_list(&self.keys(lane), limit).await?;
+        Ok(found.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn dead_by_id(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, QueueError> {
+        let found = self.dead_one(&self.keys(lane), id).await?;
+        Ok(found.map(|(_, d)| d))
+    }
+
+    async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        let keys = self.keys(lane);
+        let Some((raw, dead)) = self.dead_one(&keys, id).await? else {
+            return Ok(false);
+        };
+        Ok(self.revive(&keys, &raw, &dead).await?)
+    }
+
+    async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {
+        let keys = self.keys(lane);
+        let mut replayed = 0;
+        for (raw, dead) in self.dead_list(&keys, usize::MAX).await? {
+            replayed += usize::from(self.revive(&keys, &raw, &dead).await?);
+        }
+        Ok(replayed)
+    }
+
+    async fn purge(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
+        Ok(self.purge_one(&self.keys(lane), id).await?)
+    }
+
+    async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
+        Ok(self.purge_lane(&self.keys(lane)).await?)
+    }
+
+    async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
+        Ok(self.append_history(&self.keys(lane), &rec).await?)
+    }
+
+    async fn history(
+        &self,
+        lane: &str,
+        event_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, QueueError> {
+        Ok(self.read_history(&self.keys(lane), event_id, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

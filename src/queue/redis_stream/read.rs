@@ -1,0 +1,250 @@
+//! Receiving: reclaim leases of dead replicas, move due retries back, then read new entries.
+//!
+//! Each step is cheap when there is nothing to do, and the two housekeeping steps run at most
+//! every so often per lane, so a busy lane pays one `XREADGROUP` per job.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+
+use super::{GROUP, Keys, RedisQueue, scripts, seq_of};
+use crate::embedded::now_ms;
+use crate::queue::{Job, QueueError, record};
+use crate::redis_conn::RedisError;
+
+/// Longest blocking read; also how often due retries scheduled by other replicas are noticed.
+const POLL: Duration = Duration::from_millis(250);
+/// How often a lane looks for leases of dead replicas.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+/// Retries moved back per script run (bounds the time the script holds Redis).
+const MOVE_BATCH: usize = 100;
+/// Leases returned per lane at shutdown (a lane holds at most its concurrency).
+const RETURN_BATCH: usize = 1000;
+/// Idle blocking-read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 64;
+
+/// What one replica remembers about a lane between receives.
+pub(super) struct LaneState {
+    group_ready: bool,
+    reclaim_at: Instant,
+    /// When the mover should run next, ms since the epoch.
+    move_at_ms: u64,
+}
+
+impl Default for LaneState {
+    fn default() -> Self {
+        LaneState {
+            group_ready: false,
+            reclaim_at: Instant::now(),
+            move_at_ms: 0,
+        }
+    }
+}
+
+impl RedisQueue {
+    /// Waits for the lane's next job. A read cancelled in flight may leave an entry leased to
+    /// this replica; it is reclaimed after the visibility timeout, never lost.
+    pub(super) async fn next_job(&self, lane: &str) -> Result<Job, QueueError> {
+        let keys = self.keys(lane);
+        loop {
+            self.ensure_group(lane, &keys).await?;
+            match self.step(lane, &keys).await {
+                Ok(Some(job)) => return Ok(job),
+                Ok(None) => {}
+                // The stream vanished (purged, or Redis restarted without persistence).
+                Err(RedisError::Command(e)) if e.code() == Some("NOGROUP") => {
+                    self.lanes().entry(lane.to_owned()).or_default().group_ready = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Hands every lease of this replica back to the queue (call once no worker runs), so a
+    /// graceful restart does not wait out the visibility timeout. Logs what it cannot do.
+    pub async fn return_leases(&self) {
+        let lanes: Vec<String> = self.lanes().keys().cloned().collect();
+        for lane in lanes {
+            let keys = self.keys(&lane);
+            let mut call = scripts::RETURN_LEASES.key(&keys.stream);
+            call.arg(GROUP).arg(&*self.consumer).arg(RETURN_BATCH);
+            let mut conn = self.redis.conn();
+            match self.redis.run(call.invoke_async::<u64>(&mut conn)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lane, returned = n, "leased events returned to the queue"),
+                Err(e) => {
+                    tracing::warn!(lane, error = %e, "could not return leases; another replica takes them over after the visibility timeout")
+                }
+            }
+        }
+    }
+
+    /// Lets this replica's receivers pick up a retry due at `due_ms` without waiting a poll.
+    pub(super) fn due_at(&self, lane: &str, due_ms: u64) {
+        let mut lanes = self.lanes();
+        let state = lanes.entry(lane.to_owned()).or_default();
+        state.move_at_ms = state.move_at_ms.min(due_ms);
+    }
+
+    async fn step(&self, lane: &str, keys: &Keys) -> Result<Option<Job>, RedisError> {
+        if let Some(entry) = self.reclaim(lane, keys).await? {
+            return self.accept(lane, keys, entry).await;
+        }
+        let block = self.move_due(lane, keys).await?;
+        match self.read_new(keys, block).await? {
+            Some(entry) => self.accept(lane, keys, entry).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the consumer group (and the stream) once; start id 0 so nothing added before
+    /// is skipped.
+    async fn ensure_group(&self, lane: &str, keys: &Keys) -> Result<(), RedisError> {
+        if self.lanes().get(lane).is_some_and(|s| s.group_ready) {
+            return Ok(());
+        }
+        let mut create = redis::cmd("XGROUP");
+        create
+            .arg("CREATE")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM");
+        match self.redis.query::<()>(&create).await {
+            Ok(()) => {}
+            Err(RedisError::Command(e)) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e),
+        }
+        self.lanes().entry(lane.to_owned()).or_default().group_ready = true;
+        Ok(())
+    }
+
+    /// Takes over one entry leased longer than the visibility timeout (its replica died).
+    async fn reclaim(&self, lane: &str, keys: &Keys) -> Result<Option<StreamId>, RedisError> {
+        if self
+            .lanes()
+            .get(lane)
+            .is_some_and(|s| s.reclaim_at > Instant::now())
+        {
+            return Ok(None);
+        }
+        let idle_ms = self.visibility.as_millis() as u64;
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&keys.stream)
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg(idle_ms);
+        cmd.arg("0-0").arg("COUNT").arg(1);
+        let reply: StreamAutoClaimReply = self.redis.query(&cmd).await?;
+        let entry = reply.claimed.into_iter().next();
+        match &entry {
+            Some(e) => {
+                tracing::warn!(lane, entry = %e.id, "took over an event leased by a replica that stopped answering")
+            }
+            // Nothing stale: look again later. (After a find, look again at once.)
+            None => {
+                self.lanes().entry(lane.to_owned()).or_default().reclaim_at =
+                    Instant::now() + RECLAIM_EVERY
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Runs the mover when a retry may be due; returns how long a read may block.
+    async fn move_due(&self, lane: &str, keys: &Keys) -> Result<Duration, RedisError> {
+        let now = now_ms();
+        let move_at = self.lanes().get(lane).map_or(0, |s| s.move_at_ms);
+        let next = if move_at <= now {
+            let mut conn = self.redis.conn();
+            let mut call = scripts::MOVE_DUE.key(&keys.retry);
+            call.key(&keys.stream).arg(now).arg(MOVE_BATCH);
+            let (_moved, next): (u64, String) =
+                self.redis.run(call.invoke_async(&mut conn)).await?;
+            let poll = now + POLL.as_millis() as u64;
+            let next = next
+                .parse::<f64>()
+                .map_or(poll, |due| (due as u64).min(poll));
+            self.lanes().entry(lane.to_owned()).or_default().move_at_ms = next;
+            next
+        } else {
+            move_at
+        };
+        let wait = Duration::from_millis(next.saturating_sub(now));
+        Ok(wait.clamp(Duration::from_millis(1), POLL))
+    }
+
+    /// Reads one new entry, blocking up to `block` on a connection of its own.
+    async fn read_new(&self, keys: &Keys, block: Duration) -> Result<Option<StreamId>, RedisError> {
+        let mut conn = self.reader().await?;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(GROUP).arg(&*self.consumer);
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64);
+        cmd.arg("STREAMS").arg(&keys.stream).arg(">");
+        let limit = block + self.redis.op_timeout();
+        let reply: Option<StreamReadReply> =
+            self.redis.within(limit, cmd.query_async(&mut conn)).await?;
+        self.give_back(conn);
+        Ok(reply
+            .and_then(|r| r.keys.into_iter().next())
+            .and_then(|k| k.ids.into_iter().next()))
+    }
+
+    /// The job in `entry`; an entry that cannot be decoded is set aside in `corrupt:L`.
+    async fn accept(
+        &self,
+        lane: &str,
+        keys: &Keys,
+        entry: StreamId,
+    ) -> Result<Option<Job>, RedisError> {
+        let raw: Option<Vec<u8>> = entry.get("j");
+        let decoded = seq_of(&entry.id).and_then(|seq| {
+            let raw = raw.as_deref().unwrap_or_default();
+            Ok(record::decode_job(seq, raw)?)
+        });
+        let error = match decoded {
+            Ok(job) => return Ok(Some(job)),
+            Err(e) => e,
+        };
+        tracing::error!(lane, entry = %entry.id, error = %error, "undecodable queue entry set aside");
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let raw = raw.unwrap_or_default();
+        pipe.cmd("XADD")
+            .arg(&keys.corrupt)
+            .arg("*")
+            .arg("id")
+            .arg(&entry.id)
+            .arg("j")
+            .arg(raw)
+            .ignore();
+        pipe.cmd("XACK")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg(&entry.id)
+            .ignore();
+        pipe.cmd("XDEL").arg(&keys.stream).arg(&entry.id).ignore();
+        self.transact(&pipe).await?;
+        Ok(None)
+    }
+
+    async fn reader(&self) -> Result<MultiplexedConnection, RedisError> {
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.redis.blocking(POLL).await,
+        }
+    }
+
+    /// Keeps a connection whose last read completed; one that failed or was cancelled is
+    /// dropped instead, which closes it.
+    fn give_back(&self, conn: MultiplexedConnection) {
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Running each end-to-end case on both storage backends, and the test Redis.
+
+/// Which storage backend a gateway under test uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Embedded,
+    Redis,
+}
+
+/// Generates one test per backend from `async fn name(store: Store)`: `name::embedded` and
+/// `name::redis`, so the whole end-to-end suite runs once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::Store::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::Store::Redis).await
+            }
+        }
+    )*};
+}
+
+/// The Redis the tests use: `HOOKGATE_TEST_REDIS_URL`, else 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes every key under `prefix` (each test has a prefix of its own).
+pub async fn clean_redis(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
