@@ -153,7 +153,12 @@ impl LaneWorker {
     }
 
     async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
-        let req = forward::request(&self.upstream.url, &job, self.resign.as_deref());
+        let req = forward::request(
+            &self.upstream.url,
+            &job,
+            self.resign.as_deref(),
+            SystemTime::now(),
+        );
         let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
         let number = job.attempts + 1;
         let outcome = self.settle(&job, &attempt).await;
