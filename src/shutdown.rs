@@ -1,4 +1,4 @@
-//! Turns SIGTERM / SIGINT into the shutdown signal every task watches.
+//! Turns SIGTERM / SIGINT into the shutdown signal every task watches, and SIGHUP into a reload.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -21,4 +21,30 @@ pub async fn on_signal(tx: watch::Sender<bool>) {
         "shutting down: no new connections, draining in-flight work"
     );
     let _ = tx.send(true);
+}
+
+/// At every SIGHUP, loads `path` again and sends the new configuration on `tx`; a file that does
+/// not load is reported and the running configuration stays.
+pub async fn on_hangup(
+    path: std::path::PathBuf,
+    tx: tokio::sync::mpsc::Sender<crate::config::Config>,
+) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reloads need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match crate::config::Config::load(&path) {
+            Ok(config) => {
+                config.warnings.iter().for_each(|w| tracing::warn!("{w}"));
+                tracing::info!(file = %path.display(), "SIGHUP: applying the reloaded configuration");
+                if tx.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused, keeping the running configuration")
+            }
+        }
+    }
 }

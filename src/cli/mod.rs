@@ -210,7 +210,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(hookgate::shutdown::on_signal(tx));
-    hookgate::run(config, hookgate::Listeners { ingress, admin }, rx).await?;
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(hookgate::shutdown::on_hangup(
+        config.source.clone(),
+        reload_tx,
+    ));
+    hookgate::run_reloadable(config, hookgate::Listeners { ingress, admin }, rx, reloads).await?;
     Ok(())
 }
 

@@ -52,7 +52,8 @@ pub trait Store: Send + Sync {
     -> impl Future<Output = Result<(), DedupError>> + Send;
 }
 
-/// The dedup backend chosen from config.
+/// The dedup backend chosen from config; cheap to clone (clones share one store).
+#[derive(Clone)]
 pub enum Dedup {
     /// Claims in memory, done records in the embedded redb file (one replica).
     Embedded(embedded::EmbeddedDedup),

@@ -38,7 +38,7 @@ pub struct Limits {
 /// Serves `listener` until `shutdown` turns true, then drains for at most `limits.grace`.
 pub async fn serve<H, F>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<tls::Reloadable>>,
     limits: Limits,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -77,7 +77,8 @@ pub async fn serve<H, F>(
             watcher: graceful.watcher(),
             handler: handler.clone(),
         };
-        let tls = tls.clone();
+        // The certificate in force when the connection arrives (SIGHUP may swap it).
+        let tls = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             conn.run(stream, peer, tls).await;
             drop(permit);

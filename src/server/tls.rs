@@ -22,6 +22,27 @@ pub enum TlsError {
     DevCert(String),
 }
 
+/// The server config in force, swapped whole on reload; each new connection takes the current one,
+/// connections already open keep theirs. `arc-swap` makes that read lock-free on the accept path.
+pub struct Reloadable(arc_swap::ArcSwap<rustls::ServerConfig>);
+
+impl Reloadable {
+    /// Starts with `config`.
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Reloadable {
+        Reloadable(arc_swap::ArcSwap::new(config))
+    }
+
+    /// An acceptor for the current certificate.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.0.load_full())
+    }
+
+    /// Puts a new certificate in force for the next connections.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        self.0.store(config);
+    }
+}
+
 /// Builds the acceptor config, creating the dev pair first when asked to and absent.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     if cfg.dev_self_signed && !cfg.cert.exists() && !cfg.key.exists() {

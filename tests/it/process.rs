@@ -258,3 +258,74 @@ crate::both_backends!(
     sigterm_drains_and_exits_zero,
     send_test_signs_like_the_provider,
 );
+
+async fn post_signed(client: &reqwest::Client, port: u16, secret: &str, id: &str) -> Option<u16> {
+    let body = stripe_body(id);
+    let resp = client
+        .post(format!("https://localhost:{port}/webhooks/stripe"))
+        .header("stripe-signature", stripe_header(secret, now(), &body))
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_secrets_and_certificate_and_keeps_a_good_config_over_a_bad_one() {
+    let s = setup(Store::Embedded, 5);
+    let _sink = Sink::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
+            .await
+            .unwrap(),
+    );
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    assert_eq!(post_stripe(&s, "evt_before_hup").await, 200);
+
+    // Rotate: only a new secret, and a new certificate pair on disk.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let rotated = text.replace(
+        &format!("\"{STRIPE_SECRET}\", \"{STRIPE_OLD_SECRET}\""),
+        "\"whsec_rotated_in\"",
+    );
+    assert_ne!(text, rotated);
+    write_cert(s.dir.path());
+    std::fs::write(&s.config, &rotated).unwrap();
+    gw.signal("-HUP");
+    let fresh = client(&s.dir.path().join("test.crt")); // trusts only the new certificate
+    let mut status = None;
+    for i in 0..100 {
+        status = post_signed(
+            &fresh,
+            s.ingress,
+            "whsec_rotated_in",
+            &format!("evt_after_hup_{i}"),
+        )
+        .await;
+        if status == Some(200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(200), "new secret and new certificate in force");
+    assert_eq!(
+        post_signed(&fresh, s.ingress, STRIPE_SECRET, "evt_old_secret").await,
+        Some(401)
+    );
+
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(
+        &s.config,
+        rotated.replace("dedup_ttl = \"24h\"", "dedup_ttl = \"forever\""),
+    )
+    .unwrap();
+    gw.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(gw.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(
+        post_signed(&fresh, s.ingress, "whsec_rotated_in", "evt_after_bad").await,
+        Some(200)
+    );
+    s.opts.clean().await;
+}

@@ -1,0 +1,268 @@
+//! Wiring: storage, listeners and delivery workers, and the reload loop.
+//!
+//! A reload (SIGHUP) swaps whole pieces rather than patching them: a new route table (secrets,
+//! limits, schemes), a new admin view, a new TLS certificate for new connections, and a new
+//! generation of delivery workers while the old one finishes its in-flight attempts. Listen
+//! addresses, storage and listener limits are bound at start; changing them needs a restart,
+//! and a reload says so instead of half-applying them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::server::tls::{self, Reloadable};
+use crate::{Listeners, RunError, Storage, admin, deliver, ingest, metrics, open_storage, server};
+
+/// What outlives a reload.
+struct Base {
+    storage_queue: crate::queue::Backend,
+    dedup: crate::dedup::Dedup,
+    metrics: Arc<metrics::Metrics>,
+    client: deliver::forward::HttpClient,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// One configuration's delivery workers and their own stop signal.
+struct Generation {
+    lanes: Arc<deliver::Lanes>,
+    workers: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Generation {
+    fn start(config: &Config, base: &Base) -> Generation {
+        let (stop, rx) = watch::channel(false);
+        let shared = deliver::Shared {
+            queue: base.storage_queue.clone(),
+            client: base.client.clone(),
+            metrics: base.metrics.clone(),
+        };
+        let (lanes, workers) =
+            deliver::spawn(&config.routes, shared, rx, config.server.shutdown_grace);
+        Generation {
+            lanes,
+            workers,
+            stop,
+        }
+    }
+
+    /// Stops leasing and waits for in-flight attempts (each worker bounds that by the grace).
+    async fn finish(mut self) {
+        let _ = self.stop.send(true);
+        while self.workers.join_next().await.is_some() {}
+    }
+}
+
+impl Base {
+    fn ingress(&self, config: &Config) -> ingest::Ingress {
+        ingest::Ingress {
+            routes: ingest::route::RouteTable::new(&config.routes),
+            queue: self.storage_queue.clone(),
+            dedup: self.dedup.clone(),
+            metrics: self.metrics.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            body_timeout: config.server.body_timeout,
+        }
+    }
+
+    fn admin(&self, config: &Config, lanes: Arc<deliver::Lanes>) -> admin::Admin {
+        admin::Admin {
+            token: config.admin.token.clone(),
+            metrics: self.metrics.clone(),
+            queue: self.storage_queue.clone(),
+            lanes,
+            routes: config.routes.iter().map(|r| r.name.clone()).collect(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true, applying each configuration received on `reloads`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: watch::Receiver<bool>,
+    mut reloads: mpsc::Receiver<Config>,
+) -> Result<(), RunError> {
+    let tls = match &config.server.tls {
+        Some(t) => Some(Arc::new(Reloadable::new(tls::server_config(t)?))),
+        None => None,
+    };
+    let Storage { queue, dedup, db } = open_storage(&config.storage)?;
+    if let Some(db) = &db {
+        db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
+    }
+    let base = Base {
+        storage_queue: queue.clone(),
+        dedup,
+        metrics: Arc::new(metrics::Metrics::new()),
+        client: deliver::forward::client(),
+        shutdown: shutdown.clone(),
+    };
+    let mut generation = Generation::start(&config, &base);
+    let admin = Arc::new(ArcSwap::from_pointee(
+        base.admin(&config, generation.lanes.clone()),
+    ));
+    let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
+    let (admin_task, ingress_task) =
+        serve(&config, listeners, &admin, &ingress, tls.clone(), &shutdown);
+    spawn_housekeeping(ingress.clone(), shutdown.clone());
+
+    let mut current = config;
+    let mut stopping = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|s| *s) => break,
+            Some(next) = reloads.recv() => {
+                if !reload(&current, &next, tls.as_deref()) {
+                    continue;
+                }
+                let fresh = Generation::start(&next, &base);
+                admin.store(Arc::new(base.admin(&next, fresh.lanes.clone())));
+                ingress.store(Arc::new(base.ingress(&next)));
+                tokio::spawn(std::mem::replace(&mut generation, fresh).finish());
+                tracing::info!(routes = next.routes.len(), "configuration reloaded");
+                current = next;
+            }
+        }
+    }
+    let _ = ingress_task.await;
+    generation.finish().await;
+    let _ = admin_task.await;
+    // History lines and dedup done-records ride along with later commits; write them now.
+    queue.shutdown().await;
+    if let Some(db) = db {
+        let flushed = db.flush().await;
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+        flushed?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type Task = tokio::task::JoinHandle<()>;
+
+/// Starts the admin and ingress listeners; each request uses the configuration in force.
+fn serve(
+    config: &Config,
+    listeners: Listeners,
+    admin: &Arc<ArcSwap<admin::Admin>>,
+    ingress: &Arc<ArcSwap<ingest::Ingress>>,
+    tls: Option<Arc<Reloadable>>,
+    shutdown: &watch::Receiver<bool>,
+) -> (Task, Task) {
+    let limits = server::Limits {
+        max_connections: config.server.max_connections,
+        header_timeout: config.server.header_timeout,
+        grace: config.server.shutdown_grace,
+    };
+    let admin_limits = server::Limits {
+        max_connections: 64,
+        ..limits.clone()
+    };
+    let admin = admin.clone();
+    let admin_task = tokio::spawn(server::serve(
+        listeners.admin,
+        None,
+        admin_limits,
+        move |req, _| admin.load_full().handle(req),
+        shutdown.clone(),
+    ));
+    let addr = listeners
+        .ingress
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%addr, tls = tls.is_some(), "ingress listening");
+    let ingress = ingress.clone();
+    let ingress_task = tokio::spawn(server::serve(
+        listeners.ingress,
+        tls,
+        limits,
+        move |req, peer| ingress.load_full().handle(req, peer),
+        shutdown.clone(),
+    ));
+    (admin_task, ingress_task)
+}
+
+/// Checks what a reload can apply and puts a new certificate in force; false refuses the
+/// reload (the running configuration stays, and the log says why).
+fn reload(current: &Config, next: &Config, tls: Option<&Reloadable>) -> bool {
+    for key in fixed_changes(current, next) {
+        tracing::warn!(
+            key,
+            "changed in the config file but only takes effect after a restart"
+        );
+    }
+    if let (Some(swap), Some(t)) = (tls, &next.server.tls) {
+        match tls::server_config(t) {
+            Ok(cfg) => swap.replace(cfg),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: keeping the running configuration");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Keys bound at start that differ in `next`.
+fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
+    let (s, t) = (&a.storage, &b.storage);
+    let checks = [
+        ("server.listen", a.server.listen != b.server.listen),
+        ("admin.listen", a.admin.listen != b.admin.listen),
+        (
+            "server.tls",
+            a.server.tls.is_some() != b.server.tls.is_some(),
+        ),
+        (
+            "server.max_connections",
+            a.server.max_connections != b.server.max_connections,
+        ),
+        (
+            "server.header_timeout",
+            a.server.header_timeout != b.server.header_timeout,
+        ),
+        (
+            "server.shutdown_grace",
+            a.server.shutdown_grace != b.server.shutdown_grace,
+        ),
+        ("storage.backend", s.backend != t.backend),
+        ("storage.path", s.path != t.path),
+        ("storage.redis_url", s.redis_url != t.redis_url),
+        ("storage.key_prefix", s.key_prefix != t.key_prefix),
+        ("storage.dedup_ttl", s.dedup_ttl != t.dedup_ttl),
+        ("storage.claim_ttl", s.claim_ttl != t.claim_ttl),
+        (
+            "storage.visibility_timeout",
+            s.visibility_timeout != t.visibility_timeout,
+        ),
+        ("storage.op_timeout", s.op_timeout != t.op_timeout),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Periodically trims per-IP rate-limit state of the routes in force.
+fn spawn_housekeeping(ingress: Arc<ArcSwap<ingest::Ingress>>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = tick.tick() => {
+                    let current = ingress.load();
+                    current.routes.all().filter_map(|r| r.limiter.as_ref()).for_each(|l| l.housekeeping());
+                }
+            }
+        }
+    });
+}
