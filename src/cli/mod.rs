@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
 
 mod admin;
+mod dev;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -175,7 +175,7 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
                 ..
             },
             Some(c),
-        ) => send_test(&c, &route, payload, url).await,
+        ) => dev::send_test(&c, &route, payload, url).await,
         (Command::Dlq { target, op, .. }, Some(c)) => admin::dlq(&c, &target, op).await,
         (
             Command::Deliveries {
@@ -195,8 +195,8 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             },
             Some(c),
         ) => admin::resume(&c, &target, &route, upstream.as_deref()).await,
-        (Command::Healthcheck { url }, _) => healthcheck(&url).await,
-        (Command::Sink { listen }, _) => sink(listen).await,
+        (Command::Healthcheck { url }, _) => dev::healthcheck(&url).await,
+        (Command::Sink { listen }, _) => dev::sink(listen).await,
         (_, None) => bail!("this command needs --config"),
     }
 }
@@ -217,126 +217,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     hookgate::run_reloadable(config, hookgate::Listeners { ingress, admin }, rx, reloads).await?;
     Ok(())
-}
-
-async fn send_test(
-    c: &Config,
-    route: &str,
-    payload: Option<PathBuf>,
-    url: Option<String>,
-) -> anyhow::Result<()> {
-    let r = c
-        .routes
-        .iter()
-        .find(|r| r.name == route)
-        .with_context(|| format!("no route named {route:?}"))?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let id = format!("evt_test_{:016x}", rand::random::<u64>());
-    let body = match payload {
-        Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-        None => serde_json::json!({ "id": id, "type": "hookgate.test", "created": now, "data": { "object": { "hello": "world" } } })
-            .to_string()
-            .into_bytes(),
-    };
-    let scheme_str = if c.server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let url = url.unwrap_or_else(|| {
-        format!(
-            "{scheme_str}://localhost:{}{}",
-            c.server.listen.port(),
-            r.path
-        )
-    });
-    let mut req = http::Request::post(&url).header("content-type", "application/json");
-    for (n, v) in r.scheme.sign(&body, &id, now).iter() {
-        req = req.header(n, v);
-    }
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-    let client = hookgate::deliver::forward::client_with_roots(&dev_roots(c));
-    let attempt = hookgate::deliver::forward::send(&client, req, Duration::from_secs(30)).await;
-    match attempt.status {
-        Some(s) => println!(
-            "{url} answered {s}: {}",
-            String::from_utf8_lossy(&attempt.answer)
-        ),
-        None => bail!("{url}: {}", attempt.error.unwrap_or_default()),
-    }
-    if !attempt.delivered() {
-        bail!("the gateway refused the test event");
-    }
-    Ok(())
-}
-
-/// The configured server certificate, trusted so `send-test` works against a development pair.
-fn dev_roots(c: &Config) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    let Some(tls) = &c.server.tls else {
-        return Vec::new();
-    };
-    rustls::pki_types::CertificateDer::pem_file_iter(&tls.cert)
-        .map(|it| it.filter_map(Result::ok).collect())
-        .unwrap_or_default()
-}
-
-async fn healthcheck(url: &str) -> anyhow::Result<()> {
-    let client = hookgate::deliver::forward::client();
-    let req = http::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
-        .await
-        .context("timed out")??;
-    if !resp.status().is_success() {
-        bail!("{url} answered {}", resp.status());
-    }
-    Ok(())
-}
-
-async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    println!("sink listening on http://{listen}/ — every request is printed here");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(hookgate::shutdown::on_signal(tx));
-    let limits = hookgate::server::Limits {
-        max_connections: 256,
-        header_timeout: Duration::from_secs(10),
-        grace: Duration::from_secs(1),
-    };
-    hookgate::server::serve(listener, None, limits, |req, _| print_request(req), rx).await;
-    Ok(())
-}
-
-async fn print_request(
-    req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    use http_body_util::BodyExt;
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let hg: Vec<String> = parts
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            n.as_str().starts_with("x-hookgate-") || n.as_str().starts_with("webhook-")
-        })
-        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
-        .collect();
-    println!(
-        "{} {} [{}] {}",
-        parts.method,
-        parts.uri,
-        hg.join(", "),
-        String::from_utf8_lossy(&body)
-    );
-    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
 }
 
 #[cfg(test)]
