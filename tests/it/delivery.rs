@@ -70,11 +70,7 @@ async fn undelivered_events_survive_a_graceful_restart(store: Store) {
         assert_eq!(gw.post_stripe(&format!("evt_restart_{i}")).await.0, 200);
     }
     let dir = gw.stop().await;
-    let sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-    );
+    let sink = Sink::start_at(port).await;
     let gw = Gateway::start_in(dir, o).await; // same data directory or Redis prefix
     let got = sink.wait_for(5, Duration::from_secs(15)).await;
     let mut ids: Vec<_> = got

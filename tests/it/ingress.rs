@@ -263,53 +263,20 @@ async fn http2_is_negotiated_by_alpn(store: Store) {
 
 async fn admin_health_and_token(store: Store) {
     let (gw, _sink) = setup(store).await;
-    let base = format!("http://{}", gw.admin);
-    let plain = &gw.client;
-    assert_eq!(
-        plain
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        plain
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        plain
-            .get(format!("{base}/admin/routes"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        401
-    );
-    let ok = plain
-        .get(format!("{base}/admin/routes"))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status().as_u16(), 200);
-    let metrics = plain
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let get = async |path: &str, token: Option<&str>| {
+        let mut req = gw.client.get(format!("http://{}{path}", gw.admin));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz", None).await.0, 200);
+    assert_eq!(get("/readyz", None).await.0, 200);
+    assert_eq!(get("/admin/routes", None).await.0, 401);
+    assert_eq!(get("/admin/routes", Some("wrong-token")).await.0, 401);
+    assert_eq!(get("/admin/routes", Some("test-admin-token")).await.0, 200);
+    let (_, metrics) = get("/metrics", None).await;
     assert!(metrics.contains("hookgate_queue_depth"), "{metrics}");
     gw.finish().await;
 }

@@ -149,11 +149,7 @@ async fn sigkill_loses_no_accepted_event(store: Store) {
     gw.child.kill().unwrap(); // SIGKILL: no flush, no goodbye
     gw.child.wait().unwrap();
 
-    let sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
-            .await
-            .unwrap(),
-    );
+    let sink = Sink::start_at(s.upstream).await;
     let mut gw = Proc::spawn(&s.config, s.admin);
     gw.wait_healthy(&s.client).await;
     let got = sink.wait_for(40, Duration::from_secs(30)).await;
@@ -171,11 +167,7 @@ async fn sigkill_loses_no_accepted_event(store: Store) {
 
 async fn sigterm_drains_and_exits_zero(store: Store) {
     let s = setup(store, 5);
-    let _sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
-            .await
-            .unwrap(),
-    );
+    let _sink = Sink::start_at(s.upstream).await;
     let mut gw = Proc::spawn(&s.config, s.admin);
     gw.wait_healthy(&s.client).await;
     assert_eq!(post_stripe(&s, "evt_term").await, 200);
@@ -195,11 +187,7 @@ async fn sigterm_drains_and_exits_zero(store: Store) {
 
 async fn send_test_signs_like_the_provider(store: Store) {
     let s = setup(store, 5);
-    let sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
-            .await
-            .unwrap(),
-    );
+    let sink = Sink::start_at(s.upstream).await;
     let mut gw = Proc::spawn(&s.config, s.admin);
     gw.wait_healthy(&s.client).await;
     for route in ["stripe", "standard", "github"] {
@@ -274,11 +262,7 @@ async fn post_signed(client: &reqwest::Client, port: u16, secret: &str, id: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_secrets_and_certificate_and_keeps_a_good_config_over_a_bad_one() {
     let s = setup(Store::Embedded, 5);
-    let _sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", s.upstream))
-            .await
-            .unwrap(),
-    );
+    let _sink = Sink::start_at(s.upstream).await;
     let mut gw = Proc::spawn(&s.config, s.admin);
     gw.wait_healthy(&s.client).await;
     assert_eq!(post_stripe(&s, "evt_before_hup").await, 200);

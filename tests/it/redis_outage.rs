@@ -121,11 +121,7 @@ async fn redis_restart_loses_no_acknowledged_event_and_service_resumes() {
         accepted.push(id);
     }
 
-    let sink = Sink::start_on(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-    );
+    let sink = Sink::start_at(port).await;
     let got = sink.wait_for(accepted.len(), Duration::from_secs(30)).await;
     let bodies: Vec<String> = got
         .iter()

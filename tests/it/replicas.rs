@@ -139,7 +139,7 @@ async fn a_killed_replicas_events_are_delivered_by_another() {
     pa.child.wait().unwrap();
     hang.abort();
     let _ = hang.await;
-    let sink = Sink::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
+    let sink = Sink::start_at(port).await;
     let started = std::time::Instant::now();
     let _pb = b.start().await;
     // Unleased events at once; A's leases after the 9 s visibility timeout.

@@ -130,6 +130,11 @@ impl Sink {
         }
     }
 
+    /// A sink on a fixed port (an upstream that comes up later, at the configured address).
+    pub async fn start_at(port: u16) -> Sink {
+        Self::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap())
+    }
+
     pub fn start_on(listener: TcpListener) -> Sink {
         let sink = Self::new(listener.local_addr().unwrap());
         let s = sink.clone();
