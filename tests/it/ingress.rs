@@ -243,16 +243,8 @@ async fn github_events_are_verified_and_deduped_on_delivery_id(store: Store) {
 
 async fn http2_is_negotiated_by_alpn(store: Store) {
     let (gw, sink) = setup(store).await;
-    let body = stripe_body("evt_h2");
-    let resp = gw
-        .client
-        .post(gw.url("/webhooks/stripe"))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, now(), &body),
-        )
-        .body(body)
-        .send()
+    let url = gw.url("/webhooks/stripe");
+    let resp = send_stripe(&gw.client, &url, STRIPE_SECRET, "evt_h2")
         .await
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);

@@ -105,16 +105,8 @@ fn setup(store: Store, max_attempts: u32) -> Setup {
 }
 
 async fn post_stripe(s: &Setup, id: &str) -> u16 {
-    let body = stripe_body(id);
-    let resp = s
-        .client
-        .post(format!("https://localhost:{}/webhooks/stripe", s.ingress))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, now(), &body),
-        )
-        .body(body)
-        .send()
+    let url = format!("https://localhost:{}/webhooks/stripe", s.ingress);
+    let resp = send_stripe(&s.client, &url, STRIPE_SECRET, id)
         .await
         .unwrap();
     resp.status().as_u16()
@@ -127,17 +119,10 @@ async fn sigkill_loses_no_accepted_event(store: Store) {
     let sends = (0..40).map(|i| {
         let (client, port) = (s.client.clone(), s.ingress);
         tokio::spawn(async move {
-            let body = stripe_body(&format!("evt_kill_{i}"));
-            client
-                .post(format!("https://localhost:{port}/webhooks/stripe"))
-                .header(
-                    "stripe-signature",
-                    stripe_header(STRIPE_SECRET, now(), &body),
-                )
-                .body(body)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            let url = format!("https://localhost:{port}/webhooks/stripe");
+            let id = format!("evt_kill_{i}");
+            let resp = send_stripe(&client, &url, STRIPE_SECRET, &id).await;
+            resp.map(|r| r.status().as_u16())
         })
     });
     let statuses: Vec<u16> = futures_util::future::join_all(sends)
@@ -248,14 +233,8 @@ crate::both_backends!(
 );
 
 async fn post_signed(client: &reqwest::Client, port: u16, secret: &str, id: &str) -> Option<u16> {
-    let body = stripe_body(id);
-    let resp = client
-        .post(format!("https://localhost:{port}/webhooks/stripe"))
-        .header("stripe-signature", stripe_header(secret, now(), &body))
-        .body(body)
-        .send()
-        .await
-        .ok()?;
+    let url = format!("https://localhost:{port}/webhooks/stripe");
+    let resp = send_stripe(client, &url, secret, id).await.ok()?;
     Some(resp.status().as_u16())
 }
 

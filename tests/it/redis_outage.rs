@@ -138,16 +138,8 @@ async fn redis_restart_loses_no_acknowledged_event_and_service_resumes() {
 
 /// Posts one Stripe event; returns its status and whether a Retry-After header came with it.
 async fn post_with_retry_after(gw: &Gateway, id: &str) -> (u16, bool) {
-    let body = stripe_body(id);
-    let resp = gw
-        .client
-        .post(gw.url("/webhooks/stripe"))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, now(), &body),
-        )
-        .body(body)
-        .send()
+    let url = gw.url("/webhooks/stripe");
+    let resp = send_stripe(&gw.client, &url, STRIPE_SECRET, id)
         .await
         .unwrap();
     (

@@ -45,19 +45,8 @@ impl Replica {
     }
 
     async fn post_stripe(&self, id: &str) -> u16 {
-        let body = stripe_body(id);
-        let resp = self
-            .client
-            .post(format!(
-                "https://localhost:{}/webhooks/stripe",
-                self.ingress
-            ))
-            .header(
-                "stripe-signature",
-                stripe_header(STRIPE_SECRET, now(), &body),
-            )
-            .body(body)
-            .send()
+        let url = format!("https://localhost:{}/webhooks/stripe", self.ingress);
+        let resp = send_stripe(&self.client, &url, STRIPE_SECRET, id)
             .await
             .unwrap();
         resp.status().as_u16()

@@ -82,6 +82,23 @@ pub fn github_headers(delivery: &str, body: &[u8]) -> Vec<(String, String)> {
     ]
 }
 
+/// POSTs a Stripe-signed sample event `id` to `url`, signed with `secret` now.
+pub async fn send_stripe(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    id: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let body = stripe_body(id);
+    let sig = stripe_header(secret, now(), &body);
+    client
+        .post(url)
+        .header("stripe-signature", sig)
+        .body(body)
+        .send()
+        .await
+}
+
 pub fn stripe_body(id: &str) -> Vec<u8> {
     format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid","data":{{"object":{{"amount":4200}}}}}}"#).into_bytes()
 }
