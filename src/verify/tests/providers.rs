@@ -17,6 +17,8 @@ fn run(
 /// shopify.dev "Verify webhooks" (HMAC-SHA256 of the raw body, base64, in
 /// `X-Shopify-Hmac-Sha256`); Shopify publishes no secret with its examples, so this tag was
 /// computed for `shpss_test_secret` with Python `base64(hmac.new(key, body, sha256).digest())`.
+/// The same tag comes out of @shopify/shopify-api 13.1.0 `getHmac(body, secret)`
+/// (`@shopify/shopify-api/test-helpers`), and `shopify.webhooks.validate` accepts it.
 const SHOPIFY_BODY: &str = r#"{"id":820982911946154508,"email":"jon@doe.ca","closed_at":null}"#;
 const SHOPIFY_SIG: &str = "xQLv/GYoJz6yE0WjUw5fD2miV6S3u5v1zzr64+I6uMY=";
 
@@ -53,6 +55,36 @@ fn shopify_vector_and_negatives() {
         );
         assert_eq!(r, Err(VerifyError::MalformedSignature), "{bad:?}");
     }
+}
+
+/// Produced by Shopify's official Node library, @shopify/shopify-api 13.1.0: the tag is
+/// `getHmac(SHOPIFY_SDK_BODY, API_SECRET_KEY)` from `@shopify/shopify-api/test-helpers` (its test
+/// secret `testApiSecretKey`), and `shopify.webhooks.validate({rawBody, rawRequest})` (web-api
+/// adapter, apiVersion 2025-10, these headers) returns `valid: true` for it and
+/// `invalid_hmac` once "Grüße" in the body becomes "Grusse". The body has non-ASCII on purpose.
+const SHOPIFY_SDK_BODY: &str = r#"{"id":450789469,"email":"bob.norman@mail.example.com","note":"Grüße","total_price":"598.94"}"#;
+const SHOPIFY_SDK_SIG: &str = "mOTz/2LP31uiNToVj46LbCw4qAOEpaTbjRjzUqVmyTI=";
+
+#[test]
+fn shopify_sdk_vector_verifies() {
+    let hs = [
+        ("x-shopify-hmac-sha256", SHOPIFY_SDK_SIG),
+        (
+            "x-shopify-webhook-id",
+            "a1b2c3d4-0000-4000-8000-000000000001",
+        ),
+        ("x-shopify-topic", "orders/create"),
+        ("x-shopify-shop-domain", "test-shop.myshopify.io"),
+        ("x-shopify-api-version", "2025-10"),
+    ];
+    let v = run("shopify", "testApiSecretKey", &hs, SHOPIFY_SDK_BODY, 0).unwrap();
+    assert_eq!(v.id(), "a1b2c3d4-0000-4000-8000-000000000001");
+    assert_eq!(v.event_type(), Some("orders/create"));
+    let tampered = SHOPIFY_SDK_BODY.replace("Grüße", "Grusse");
+    assert_eq!(
+        run("shopify", "testApiSecretKey", &hs, &tampered, 0),
+        Err(VerifyError::SignatureMismatch)
+    );
 }
 
 /// Intercom developer docs, "Signed notifications": `X-Hub-Signature: sha1=<hex HMAC-SHA1 of
