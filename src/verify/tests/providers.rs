@@ -156,7 +156,9 @@ fn square_sdk_vector_and_its_negatives() {
 
 /// Linear developer docs, "Webhooks" (HMAC-SHA256 hex of the raw body in `Linear-Signature`;
 /// `webhookTimestamp` in ms, checked within a minute by @linear/sdk `LinearWebhooks.verify`).
-/// No published secret, so this tag was computed for `lin_wh_test_secret` with Python's hmac.
+/// No published secret, so this tag was computed for `lin_wh_test_secret` with Python's hmac;
+/// @linear/sdk 98.0.0 `new LinearWebhookClient(secret).verify(rawBody, sig)` accepts it (clock
+/// set to the body's `webhookTimestamp`).
 const LINEAR_BODY: &str = r#"{"action":"create","type":"Issue","data":{"id":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9","title":"Test"},"url":"https://linear.app/issue/LIN-1","webhookTimestamp":1676056940508,"webhookId":"000042e3-d123-4980-b49f-8e140eef9329"}"#;
 const LINEAR_SIG: &str = "c277ad952951fcfaddcdaa258b36efcf7f8fa63ccf7c23df4e8e4acf96ee9758";
 
@@ -192,6 +194,36 @@ fn linear_vector_checks_the_body_timestamp_in_ms() {
     assert_eq!(
         linear("lin_wh_test_secret", &tampered, 1_676_056_940),
         mismatch
+    );
+}
+
+/// Checked with Linear's official SDK, @linear/sdk 98.0.0 (`@linear/sdk/webhooks`): the SDK only
+/// verifies, it has no signing call, so the tag is Node `createHmac("sha256", secret)
+/// .update(body).digest("hex")` for `lin_wh_sdk_secret`, and `new LinearWebhookClient(
+/// "lin_wh_sdk_secret").verify(Buffer.from(body), sig)` returns true with `Date.now()` one second
+/// after `webhookTimestamp`; it throws "Invalid webhook signature" with "LGTM" changed to
+/// "LGTN" or another secret, and "Invalid webhook timestamp" 61 s later.
+const LINEAR_SDK_BODY: &str = r#"{"action":"create","type":"Comment","data":{"id":"9b2f1c3e-5d4a-4f6b-8c7d-0e1f2a3b4c5d","body":"LGTM","issueId":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9"},"url":"https://linear.app/issue/LIN-1#comment-9b2f1c3e","webhookTimestamp":1735689600123,"webhookId":"6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"}"#;
+const LINEAR_SDK_SIG: &str = "8e4ef7fb3c255f0f2059f0cfe2f82f2cc32c7d5abe5149b56d7add8a05af1440";
+
+#[test]
+fn linear_sdk_accepted_vector_verifies() {
+    let hs = [
+        ("linear-signature", LINEAR_SDK_SIG),
+        ("linear-delivery", "0c5e7f2a-1b3d-4e6f-9a8b-7c6d5e4f3a2b"),
+        ("linear-event", "Comment"),
+    ];
+    let now = 1_735_689_601;
+    let v = run("linear", "lin_wh_sdk_secret", &hs, LINEAR_SDK_BODY, now).unwrap();
+    assert_eq!(v.id(), "0c5e7f2a-1b3d-4e6f-9a8b-7c6d5e4f3a2b");
+    assert_eq!(
+        (v.event_type(), v.timestamp()),
+        (Some("Comment"), Some(1_735_689_600))
+    );
+    let tampered = LINEAR_SDK_BODY.replace("LGTM", "LGTN");
+    assert_eq!(
+        run("linear", "lin_wh_sdk_secret", &hs, &tampered, now),
+        Err(VerifyError::SignatureMismatch)
     );
 }
 
