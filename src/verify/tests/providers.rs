@@ -90,6 +90,9 @@ fn shopify_sdk_vector_verifies() {
 /// Intercom developer docs, "Signed notifications": `X-Hub-Signature: sha1=<hex HMAC-SHA1 of
 /// the body>`; the docs' example body (trimmed) with no published secret, so the tag was computed
 /// for `intercom_hub_secret` with Python `hmac.new(key, body, sha1).hexdigest()`.
+/// No official SDK vector exists: Intercom's official libraries, intercom-client 7.0.3 (npm) and
+/// python-intercom 5.0.1 (PyPI), have no webhook signature helper (no HMAC code at all), and the
+/// docs' example `X-Hub-Signature: sha1=21ff2e…` is published without its hub_secret.
 const INTERCOM_BODY: &str = r#"{"type":"notification_event","id":"notif_78c122d0-23ba-11e4-9464-79b01267cc2e","topic":"user.created","app_id":"a86dr8yl","data":{"type":"notification_event_data","item":{"type":"user","id":"530370b477ad7120001d"}}}"#;
 const INTERCOM_SIG: &str = "sha1=5667e7a0c6e629778548c35ad47ac36794705d4b";
 
