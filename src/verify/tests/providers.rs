@@ -17,6 +17,8 @@ fn run(
 /// shopify.dev "Verify webhooks" (HMAC-SHA256 of the raw body, base64, in
 /// `X-Shopify-Hmac-Sha256`); Shopify publishes no secret with its examples, so this tag was
 /// computed for `shpss_test_secret` with Python `base64(hmac.new(key, body, sha256).digest())`.
+/// The same tag comes out of @shopify/shopify-api 13.1.0 `getHmac(body, secret)`
+/// (`@shopify/shopify-api/test-helpers`), and `shopify.webhooks.validate` accepts it.
 const SHOPIFY_BODY: &str = r#"{"id":820982911946154508,"email":"jon@doe.ca","closed_at":null}"#;
 const SHOPIFY_SIG: &str = "xQLv/GYoJz6yE0WjUw5fD2miV6S3u5v1zzr64+I6uMY=";
 
@@ -55,9 +57,42 @@ fn shopify_vector_and_negatives() {
     }
 }
 
+/// Produced by Shopify's official Node library, @shopify/shopify-api 13.1.0: the tag is
+/// `getHmac(SHOPIFY_SDK_BODY, API_SECRET_KEY)` from `@shopify/shopify-api/test-helpers` (its test
+/// secret `testApiSecretKey`), and `shopify.webhooks.validate({rawBody, rawRequest})` (web-api
+/// adapter, apiVersion 2025-10, these headers) returns `valid: true` for it and
+/// `invalid_hmac` once "Grüße" in the body becomes "Grusse". The body has non-ASCII on purpose.
+const SHOPIFY_SDK_BODY: &str = r#"{"id":450789469,"email":"bob.norman@mail.example.com","note":"Grüße","total_price":"598.94"}"#;
+const SHOPIFY_SDK_SIG: &str = "mOTz/2LP31uiNToVj46LbCw4qAOEpaTbjRjzUqVmyTI=";
+
+#[test]
+fn shopify_sdk_vector_verifies() {
+    let hs = [
+        ("x-shopify-hmac-sha256", SHOPIFY_SDK_SIG),
+        (
+            "x-shopify-webhook-id",
+            "a1b2c3d4-0000-4000-8000-000000000001",
+        ),
+        ("x-shopify-topic", "orders/create"),
+        ("x-shopify-shop-domain", "test-shop.myshopify.io"),
+        ("x-shopify-api-version", "2025-10"),
+    ];
+    let v = run("shopify", "testApiSecretKey", &hs, SHOPIFY_SDK_BODY, 0).unwrap();
+    assert_eq!(v.id(), "a1b2c3d4-0000-4000-8000-000000000001");
+    assert_eq!(v.event_type(), Some("orders/create"));
+    let tampered = SHOPIFY_SDK_BODY.replace("Grüße", "Grusse");
+    assert_eq!(
+        run("shopify", "testApiSecretKey", &hs, &tampered, 0),
+        Err(VerifyError::SignatureMismatch)
+    );
+}
+
 /// Intercom developer docs, "Signed notifications": `X-Hub-Signature: sha1=<hex HMAC-SHA1 of
 /// the body>`; the docs' example body (trimmed) with no published secret, so the tag was computed
 /// for `intercom_hub_secret` with Python `hmac.new(key, body, sha1).hexdigest()`.
+/// No official SDK vector exists: Intercom's official libraries, intercom-client 7.0.3 (npm) and
+/// python-intercom 5.0.1 (PyPI), have no webhook signature helper (no HMAC code at all), and the
+/// docs' example `X-Hub-Signature: sha1=21ff2e…` is published without its hub_secret.
 const INTERCOM_BODY: &str = r#"{"type":"notification_event","id":"notif_78c122d0-23ba-11e4-9464-79b01267cc2e","topic":"user.created","app_id":"a86dr8yl","data":{"type":"notification_event_data","item":{"type":"user","id":"530370b477ad7120001d"}}}"#;
 const INTERCOM_SIG: &str = "sha1=5667e7a0c6e629778548c35ad47ac36794705d4b";
 
@@ -124,7 +159,9 @@ fn square_sdk_vector_and_its_negatives() {
 
 /// Linear developer docs, "Webhooks" (HMAC-SHA256 hex of the raw body in `Linear-Signature`;
 /// `webhookTimestamp` in ms, checked within a minute by @linear/sdk `LinearWebhooks.verify`).
-/// No published secret, so this tag was computed for `lin_wh_test_secret` with Python's hmac.
+/// No published secret, so this tag was computed for `lin_wh_test_secret` with Python's hmac;
+/// @linear/sdk 98.0.0 `new LinearWebhookClient(secret).verify(rawBody, sig)` accepts it (clock
+/// set to the body's `webhookTimestamp`).
 const LINEAR_BODY: &str = r#"{"action":"create","type":"Issue","data":{"id":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9","title":"Test"},"url":"https://linear.app/issue/LIN-1","webhookTimestamp":1676056940508,"webhookId":"000042e3-d123-4980-b49f-8e140eef9329"}"#;
 const LINEAR_SIG: &str = "c277ad952951fcfaddcdaa258b36efcf7f8fa63ccf7c23df4e8e4acf96ee9758";
 
@@ -160,6 +197,36 @@ fn linear_vector_checks_the_body_timestamp_in_ms() {
     assert_eq!(
         linear("lin_wh_test_secret", &tampered, 1_676_056_940),
         mismatch
+    );
+}
+
+/// Checked with Linear's official SDK, @linear/sdk 98.0.0 (`@linear/sdk/webhooks`): the SDK only
+/// verifies, it has no signing call, so the tag is Node `createHmac("sha256", secret)
+/// .update(body).digest("hex")` for `lin_wh_sdk_secret`, and `new LinearWebhookClient(
+/// "lin_wh_sdk_secret").verify(Buffer.from(body), sig)` returns true with `Date.now()` one second
+/// after `webhookTimestamp`; it throws "Invalid webhook signature" with "LGTM" changed to
+/// "LGTN" or another secret, and "Invalid webhook timestamp" 61 s later.
+const LINEAR_SDK_BODY: &str = r#"{"action":"create","type":"Comment","data":{"id":"9b2f1c3e-5d4a-4f6b-8c7d-0e1f2a3b4c5d","body":"LGTM","issueId":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9"},"url":"https://linear.app/issue/LIN-1#comment-9b2f1c3e","webhookTimestamp":1735689600123,"webhookId":"6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"}"#;
+const LINEAR_SDK_SIG: &str = "8e4ef7fb3c255f0f2059f0cfe2f82f2cc32c7d5abe5149b56d7add8a05af1440";
+
+#[test]
+fn linear_sdk_accepted_vector_verifies() {
+    let hs = [
+        ("linear-signature", LINEAR_SDK_SIG),
+        ("linear-delivery", "0c5e7f2a-1b3d-4e6f-9a8b-7c6d5e4f3a2b"),
+        ("linear-event", "Comment"),
+    ];
+    let now = 1_735_689_601;
+    let v = run("linear", "lin_wh_sdk_secret", &hs, LINEAR_SDK_BODY, now).unwrap();
+    assert_eq!(v.id(), "0c5e7f2a-1b3d-4e6f-9a8b-7c6d5e4f3a2b");
+    assert_eq!(
+        (v.event_type(), v.timestamp()),
+        (Some("Comment"), Some(1_735_689_600))
+    );
+    let tampered = LINEAR_SDK_BODY.replace("LGTM", "LGTN");
+    assert_eq!(
+        run("linear", "lin_wh_sdk_secret", &hs, &tampered, now),
+        Err(VerifyError::SignatureMismatch)
     );
 }
 

@@ -93,7 +93,10 @@ fn slack_url_verification_is_answered_after_the_signature_holds() {
 /// developers.zoom.us "Webhooks: Verify with Zoom's header" (`v0:{x-zm-request-timestamp}:{body}`,
 /// HMAC-SHA256 hex with the secret token, `x-zm-signature: v0=…`) and "Validate your webhook
 /// endpoint" (encryptedToken = hex HMAC-SHA256 of plainToken). Zoom publishes no secret, so the
-/// tags were computed for `zoom_secret_token` with Python's hmac following those pages.
+/// tags were computed for `zoom_secret_token` with Python's hmac following those pages. Zoom's
+/// official @zoom/rivet 0.4.0 (`@zoom/rivet/meetings`, `new AwsLambdaReceiver({
+/// webhooksSecretToken }).start()` called with `{ body, headers }`) accepts both, and for the
+/// validation event answers with exactly the `encryptedToken`/`plainToken` JSON expected below.
 const ZOOM_BODY: &str = r#"{"event":"meeting.started","event_ts":1658940994914,"payload":{"account_id":"AAAAAABBBB","object":{"id":"1234567890"}}}"#;
 const ZOOM_SIG: &str = "v0=781730473fc7999fa7bcdbd1966bc064751e24968e51a0ac5b1e7422b0439b54";
 const ZOOM_VALIDATION: &str = r#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
@@ -155,6 +158,36 @@ fn zoom_vector_and_negatives() {
         1_658_940_994,
     );
     assert_eq!(bad, Err(VerifyError::MalformedSignature));
+}
+
+/// Checked with Zoom's official SDK, @zoom/rivet 0.4.0 (`@zoom/rivet/meetings`). Rivet only
+/// verifies, so the tag is Node `"v0=" + createHmac("sha256", "rivet_secret_token")
+/// .update("v0:1735689600:" + body).digest("hex")`; `new AwsLambdaReceiver({ webhooksSecretToken:
+/// "rivet_secret_token" }).start()({ body, headers: { "x-zm-signature", "x-zm-request-timestamp":
+/// "1735689600" } })` answers 200 and emits `meeting.ended`, and 400 "Failed to verify event
+/// originated from Zoom." with "ended" changed to "started" or timestamp 1735689601. Rivet signs
+/// `JSON.stringify(JSON.parse(body))`, so only compact JSON bodies like this one agree with it.
+const ZOOM_SDK_BODY: &str = r#"{"event":"meeting.ended","event_ts":1735689600123,"payload":{"account_id":"lAAAAAAAAAAAAA","object":{"id":"85012345678","uuid":"4444AAAiAAAAAiAiAiiAii==","topic":"Rivet check"}}}"#;
+const ZOOM_SDK_SIG: &str = "v0=a9871bc01179774d83ce2f43948f22031f753f66897a9db03bd4a38a298a544f";
+
+#[test]
+fn zoom_rivet_accepted_vector_verifies() {
+    let secrets = ["rivet_secret_token"];
+    let ts = "1735689600";
+    let v = zoom(&secrets, ts, ZOOM_SDK_SIG, ZOOM_SDK_BODY, 1_735_689_600).unwrap();
+    assert_eq!(v.event_type(), Some("meeting.ended"));
+    assert_eq!(v.timestamp(), Some(1_735_689_600));
+    let tampered = ZOOM_SDK_BODY.replace("ended", "started");
+    let r = zoom(&secrets, ts, ZOOM_SDK_SIG, &tampered, 1_735_689_600);
+    assert_eq!(r, Err(VerifyError::SignatureMismatch));
+    let r = zoom(
+        &secrets,
+        "1735689601",
+        ZOOM_SDK_SIG,
+        ZOOM_SDK_BODY,
+        1_735_689_600,
+    );
+    assert_eq!(r, Err(VerifyError::SignatureMismatch));
 }
 
 #[test]

@@ -131,6 +131,9 @@ fn sign_round_trips_and_falls_back_to_body_digest() {
 /// headers, `t=1700000000,v1=…`, the example customer.created payload). bitbybit publishes no
 /// secret for its example, so this tag was computed for secret `bbs_test_secret` with Python's
 /// `hmac.new(secret, b"1700000000." + body, sha256).hexdigest()`, the algorithm that page names.
+/// The docs' own Node.js sample, `verifyWebhookSignature(req, signingSecret)` from
+/// knowledge.bitbybit.studio/api-reference/webhooks/security (run verbatim, clock at t+100),
+/// accepts it. The page's example signature `v1=5257a869…` is published without its secret.
 const BITBYBIT_BODY: &str = r#"{"id":"cust_abc123","email":"john@example.com","firstName":"John","lastName":"Doe","phoneNumber":"+6281234567890","tags":["vip"],"createdAt":"2024-01-15T10:30:00.000Z","updatedAt":"2024-01-15T10:30:00.000Z"}"#;
 const BITBYBIT_SIG: &str =
     "t=1700000000,v1=3cf6f8789c931f44993f611921edbaf525e0d736e75942babcff71954c211d64";
@@ -192,6 +195,38 @@ fn bitbybit_vector_verifies_with_header_id_and_event() {
         1_700_000_000,
     );
     assert_eq!(r, Err(VerifyError::MalformedSignature));
+}
+
+/// bitbybit ships no SDK; its documentation's sample code is the reference. This tag is Node
+/// `createHmac("sha256", "bbs_docs_sample_secret").update("1718000000." + body).digest("hex")`,
+/// and the Node.js `verifyWebhookSignature(req, signingSecret)` from
+/// knowledge.bitbybit.studio/api-reference/webhooks/security, run verbatim with `req.body =
+/// JSON.parse(body)` and `Date.now()` at t+100 s, returns true for it and throws "Invalid webhook
+/// signature" with "pending" changed to "paid" or another secret. That sample signs
+/// `JSON.stringify(req.body)`, so it agrees with the raw body only for compact JSON like this.
+const BITBYBIT_SAMPLE_BODY: &str = r#"{"id":"ord_xyz789","customerId":"cust_abc123","status":"pending","total":150000,"currency":"IDR","createdAt":"2024-06-10T06:13:20.000Z"}"#;
+const BITBYBIT_SAMPLE_SIG: &str =
+    "t=1718000000,v1=1d6347b582ea99a622111e027b5df8ebb77d7002e7df1d52d6b68d69e1a917c4";
+
+#[test]
+fn bitbybit_vector_accepted_by_the_docs_sample_verifies() {
+    let check = |secret: &str, body: &str| {
+        let h = headers(&[
+            ("x-bitbybit-webhook-signature", BITBYBIT_SAMPLE_SIG),
+            ("x-bitbybit-webhook-id", "evt_clorder0000000000000"),
+            ("x-bitbybit-webhook-event", "order.created"),
+            ("x-bitbybit-webhook-timestamp", "1718000000"),
+        ]);
+        scheme("bitbybit", &[secret]).verify(&request(&h, body.as_bytes(), 1_718_000_100))
+    };
+    let v = check("bbs_docs_sample_secret", BITBYBIT_SAMPLE_BODY).unwrap();
+    assert_eq!(v.id(), "evt_clorder0000000000000");
+    assert_eq!(v.event_type(), Some("order.created"));
+    assert_eq!(v.timestamp(), Some(1_718_000_000));
+    let tampered = BITBYBIT_SAMPLE_BODY.replace("pending", "paid");
+    let mismatch = Err(VerifyError::SignatureMismatch);
+    assert_eq!(check("bbs_docs_sample_secret", &tampered), mismatch);
+    assert_eq!(check("wrong", BITBYBIT_SAMPLE_BODY), mismatch);
 }
 
 #[test]
