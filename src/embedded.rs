@@ -104,11 +104,22 @@ struct Inner {
     commits: Arc<AtomicU64>,
 }
 
+/// Page cache used by `Db::open`.
+pub const DEFAULT_CACHE: usize = 64 << 20;
+
 impl Db {
     /// Opens (or creates) `<dir>/hookgate.redb`, creating `dir`, and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Db, StorageError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE)
+    }
+
+    /// Like `open`, with redb's page cache capped at `cache_bytes` (redb's own default is 1 GiB,
+    /// which a gateway with a long backlog would otherwise grow into).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Db, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
-        let db = Arc::new(Database::create(dir.join(FILE_NAME))?);
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(cache_bytes);
+        let db = Arc::new(builder.create(dir.join(FILE_NAME))?);
         create_tables(&db)?;
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);

@@ -243,6 +243,7 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
             s.visibility_timeout != t.visibility_timeout,
         ),
         ("storage.op_timeout", s.op_timeout != t.op_timeout),
+        ("storage.cache", s.cache_bytes != t.cache_bytes),
     ];
     checks
         .into_iter()

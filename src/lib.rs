@@ -73,7 +73,7 @@ pub(crate) struct Storage {
 pub(crate) fn open_storage(s: &config::StorageConfig) -> Result<Storage, RunError> {
     match s.backend {
         StorageBackend::Embedded => {
-            let db = embedded::Db::open(&s.path)?;
+            let db = embedded::Db::open_with_cache(&s.path, s.cache_bytes)?;
             let queue = queue::embedded::EmbeddedQueue::open(db.clone())?;
             let dedup = dedup::embedded::EmbeddedDedup::new(db.clone(), s.dedup_ttl, s.claim_ttl);
             Ok(Storage {

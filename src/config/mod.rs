@@ -108,6 +108,8 @@ pub struct StorageConfig {
     pub visibility_timeout: Duration,
     /// Redis: bound on every command, reconnects included.
     pub op_timeout: Duration,
+    /// Embedded: bytes of redb page cache.
+    pub cache_bytes: usize,
 }
 
 /// Time for bookkeeping around a delivery attempt (lease to start, outcome write), added to the

@@ -87,6 +87,9 @@ pub struct RawStorage {
     pub visibility_timeout: String,
     #[serde(default = "d_op_timeout")]
     pub op_timeout: String,
+    /// Embedded: redb page cache.
+    #[serde(default = "d_cache")]
+    pub cache: String,
 }
 
 impl Default for RawStorage {
@@ -100,6 +103,7 @@ impl Default for RawStorage {
             key_prefix: d_key_prefix(),
             visibility_timeout: d_visibility_timeout(),
             op_timeout: d_op_timeout(),
+            cache: d_cache(),
         }
     }
 }
@@ -238,6 +242,9 @@ fn d_visibility_timeout() -> String {
 }
 fn d_op_timeout() -> String {
     s("2s")
+}
+fn d_cache() -> String {
+    s("64MiB")
 }
 fn d_tolerance() -> String {
     s("5m")

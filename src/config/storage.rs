@@ -37,6 +37,7 @@ pub(super) fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, Co
         visibility_timeout: cx
             .positive_duration("storage.visibility_timeout", &raw.visibility_timeout)?,
         op_timeout: cx.positive_duration("storage.op_timeout", &raw.op_timeout)?,
+        cache_bytes: usize::try_from(cx.size("storage.cache", &raw.cache)?).unwrap_or(usize::MAX),
     })
 }
 
