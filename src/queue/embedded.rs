@@ -100,9 +100,9 @@ impl EmbeddedQueue {
     {
         let (tx, rx) = oneshot::channel();
         let schedule = Arc::clone(&self.schedule);
-        let deferred = self.history.take();
+        let lines = self.history.take();
         let write = move |txn: &WriteTransaction| {
-            history::write(txn, &deferred)?;
+            history::write(txn, &lines)?;
             write(txn)
         };
         let then = move |result: Result<T, StorageError>| {
@@ -117,20 +117,15 @@ impl EmbeddedQueue {
     fn oldest(&self, lane: &str) -> Result<Option<Job>, StorageError> {
         let txn = self.db.read()?;
         let table = txn.open_table(QUEUE)?;
-        // Delivered jobs whose deletion waits for the next write are not waiting any more.
-        let acked = self.history.acked(lane);
-        for entry in table.range((lane, 0)..=(lane, u64::MAX))? {
-            let (key, bytes) = entry?;
-            let seq = key.value().1;
-            if !acked.contains(&seq) {
-                return Ok(Some(record::decode_job(seq, bytes.value())?));
-            }
-        }
-        Ok(None)
+        let Some(entry) = table.range((lane, 0)..=(lane, u64::MAX))?.next() else {
+            return Ok(None);
+        };
+        let (key, bytes) = entry?;
+        Ok(Some(record::decode_job(key.value().1, bytes.value())?))
     }
 }
 
-/// After a dead-letter move: forget the job, or make it due again if the write
+/// After an ack or a dead-letter move: forget the job, or make it due again if the write
 /// failed (it is still on disk, so it must not vanish from the schedule).
 fn settle(schedule: &Schedule, lane: &str, seq: u64, committed: bool) {
     if committed {

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
-use super::{EmbeddedQueue, Schedule, history, put_job};
-use crate::embedded::{StorageError, now_ms, to_ms};
+use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use crate::embedded::{QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
 use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
 
@@ -31,9 +31,9 @@ impl Queue for EmbeddedQueue {
         let keys: Vec<(String, u64)> = jobs.iter().map(|j| (j.0.clone(), j.1)).collect();
         let (tx, rx) = oneshot::channel();
         let schedule = Arc::clone(&self.schedule);
-        let deferred = self.history.take();
+        let lines = self.history.take();
         let write = move |txn: &WriteTransaction| {
-            history::write(txn, &deferred)?;
+            history::write(txn, &lines)?;
             jobs.iter()
                 .try_for_each(|(lane, seq, bytes)| put_job(txn, lane, *seq, bytes))
         };
@@ -70,13 +70,16 @@ impl Queue for EmbeddedQueue {
         }
     }
 
-    /// The job leaves the schedule now; its record is deleted by the next write (see
-    /// `history`). Until then a crash delivers it again: at-least-once, never lost.
+    /// On failure the job becomes due again at once: it may be delivered twice, never lost.
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        let lane = job.event.lane();
-        self.schedule.remove(&lane, job.seq);
-        self.defer_ack(lane, job.seq);
-        Ok(())
+        let (lane, seq) = (job.event.lane(), job.seq);
+        let key = lane.clone();
+        let write = move |txn: &WriteTransaction| {
+            txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
+            Ok(())
+        };
+        let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
+        Ok(self.write_then(write, after).await?)
     }
 
     /// The job is due again at `at` even if the write fails (it then keeps its old record).

@@ -1,14 +1,9 @@
 //! Delivery history in the embedded store: a ring of `HISTORY_MAX` slots per lane, so keeping
 //! only the newest attempts costs no deletes and no counting.
 //!
-//! Lines wait in memory and are written by the next queue write (a retry or enqueue), so
+//! Lines wait in memory and are written by the next queue write (an ack, retry or enqueue), so
 //! history never costs an fsync of its own on the delivery path; when nothing else writes, a
 //! delayed flush writes them. Reads see pending lines too. A crash may lose the newest lines.
-//!
-//! Acknowledgements wait the same way: a delivered job leaves the schedule at once, and its
-//! record is deleted by the next write. Otherwise every ack would cost a commit of its own, and
-//! with one sender at a time each event would pay two fsyncs (its enqueue and the previous
-//! event's ack). A crash before the deletion lands delivers those jobs again: at-least-once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +12,7 @@ use std::time::Duration;
 use redb::WriteTransaction;
 
 use super::EmbeddedQueue;
-use crate::embedded::{Db, HISTORY, QUEUE, StorageError};
+use crate::embedded::{Db, HISTORY, StorageError};
 use crate::queue::{AttemptRecord, HISTORY_MAX};
 
 /// How long a line may wait for another write before it is written on its own.
@@ -34,16 +29,7 @@ struct State {
     /// The next number to write, per lane; loaded from disk on a lane's first line.
     next: HashMap<String, u64>,
     pending: Vec<Line>,
-    /// Delivered jobs whose records are not deleted yet: (lane, seq).
-    acks: Vec<(String, u64)>,
     flush_scheduled: bool,
-}
-
-/// What waits for the next write: history lines and acknowledgements.
-#[derive(Default)]
-pub(super) struct Deferred {
-    lines: Vec<Line>,
-    acks: Vec<(String, u64)>,
 }
 
 /// One attempt waiting to be written into its lane's ring.
@@ -60,41 +46,19 @@ impl Rings {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sequence numbers of `lane`'s delivered jobs whose records are not deleted yet.
-    pub(super) fn acked(&self, lane: &str) -> Vec<u64> {
-        let state = self.lock();
-        state
-            .acks
-            .iter()
-            .filter(|(l, _)| l == lane)
-            .map(|(_, s)| *s)
-            .collect()
-    }
-
-    /// Takes what waits, for the caller's transaction to write.
-    pub(super) fn take(&self) -> Deferred {
-        let mut state = self.lock();
-        Deferred {
-            lines: std::mem::take(&mut state.pending),
-            acks: std::mem::take(&mut state.acks),
-        }
+    /// Takes the pending lines, for the caller's transaction to write.
+    pub(super) fn take(&self) -> Vec<Line> {
+        std::mem::take(&mut self.lock().pending)
     }
 }
 
-/// Writes the deferred lines into their rings and deletes acknowledged jobs; called inside
-/// another write's transaction.
-pub(super) fn write(txn: &WriteTransaction, d: &Deferred) -> Result<(), StorageError> {
-    if !d.acks.is_empty() {
-        let mut queue = txn.open_table(QUEUE)?;
-        for (lane, seq) in &d.acks {
-            queue.remove((lane.as_str(), *seq))?;
-        }
-    }
-    if d.lines.is_empty() {
+/// Writes `lines` into their rings; called inside another write's transaction.
+pub(super) fn write(txn: &WriteTransaction, lines: &[Line]) -> Result<(), StorageError> {
+    if lines.is_empty() {
         return Ok(());
     }
     let mut table = txn.open_table(HISTORY)?;
-    for line in &d.lines {
+    for line in lines {
         table.insert((line.lane.as_str(), slot(line.n)), line.bytes.as_slice())?;
     }
     Ok(())
@@ -102,12 +66,12 @@ pub(super) fn write(txn: &WriteTransaction, d: &Deferred) -> Result<(), StorageE
 
 /// Writes the pending lines in a write of their own.
 async fn flush(db: &Db, rings: &Rings) {
-    let deferred = rings.take();
-    if deferred.lines.is_empty() && deferred.acks.is_empty() {
+    let lines = rings.take();
+    if lines.is_empty() {
         return;
     }
-    if let Err(e) = db.write(move |txn| write(txn, &deferred)).await {
-        tracing::warn!(error = %e, "delivery history lines and acknowledgements lost (those jobs are delivered again)");
+    if let Err(e) = db.write(move |txn| write(txn, &lines)).await {
+        tracing::warn!(error = %e, "delivery history lines lost");
     }
 }
 
@@ -136,19 +100,6 @@ impl EmbeddedQueue {
             rec,
             bytes,
         });
-        self.schedule_flush(&mut state);
-        Ok(())
-    }
-
-    /// Keeps the deletion of a delivered job for the next write.
-    pub(super) fn defer_ack(&self, lane: String, seq: u64) {
-        let mut state = self.history.lock();
-        state.acks.push((lane, seq));
-        self.schedule_flush(&mut state);
-    }
-
-    /// Makes sure a delayed flush will write what waits if no other write does first.
-    fn schedule_flush(&self, state: &mut State) {
         let runtime = tokio::runtime::Handle::try_current();
         if let Ok(rt) = runtime
             && !std::mem::replace(&mut state.flush_scheduled, true)
@@ -163,6 +114,7 @@ impl EmbeddedQueue {
                 }
             });
         }
+        Ok(())
     }
 
     /// Writes pending history lines now (no-op when none wait); used by the delayed flush and

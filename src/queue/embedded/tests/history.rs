@@ -64,7 +64,7 @@ async fn keeps_only_the_newest_and_survives_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_line_and_ack_share_one_delayed_commit() {
+async fn history_rides_along_with_the_next_commit() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir);
     q.enqueue(event("r", "e")).await.unwrap();
@@ -74,62 +74,15 @@ async fn history_line_and_ack_share_one_delayed_commit() {
     q.ack(&job).await.unwrap();
     assert_eq!(
         q.db.commits() - before,
-        0,
-        "neither costs a commit of its own"
-    );
-    assert_eq!(
-        q.depth("r").await.unwrap(),
-        0,
-        "acknowledged at once for the schedule"
-    );
-    assert_eq!(
-        q.oldest_age("r").await.unwrap(),
-        None,
-        "not waiting any more"
+        1,
+        "one fsync for history line + ack"
     );
     assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
     tokio::time::sleep(FLUSH_WAIT).await;
-    assert_eq!(q.db.commits() - before, 1, "one delayed commit for both");
-    drop(q);
-    let q = open(&dir);
-    assert!(nothing_for(&q, "r", 100).await, "the deletion is on disk");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ack_rides_along_with_the_next_enqueue() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = open(&dir);
-    q.enqueue(event("r", "first")).await.unwrap();
-    let job = recv(&q, "r").await;
-    let before = q.db.commits();
-    q.ack(&job).await.unwrap();
-    q.enqueue(event("r", "second")).await.unwrap();
     assert_eq!(
         q.db.commits() - before,
         1,
-        "one fsync for the enqueue and the ack"
-    );
-    drop(q);
-    let q = open(&dir);
-    assert_eq!(recv(&q, "r").await.event.id, "second");
-    assert!(nothing_for(&q, "r", 100).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ack_lost_in_a_crash_means_one_more_delivery_never_a_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = open(&dir);
-    q.enqueue(event("r", "e")).await.unwrap();
-    let job = recv(&q, "r").await;
-    q.ack(&job).await.unwrap();
-    // No flush: the process "dies" before the deletion is written.
-    q.db.close();
-    drop(q);
-    let q = open(&dir);
-    assert_eq!(
-        recv(&q, "r").await.event.id,
-        "e",
-        "delivered again (at-least-once)"
+        "nothing left for the delayed flush"
     );
 }
 
