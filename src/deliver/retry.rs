@@ -112,6 +112,13 @@ mod tests {
         }
 
         #[test]
+        fn retry_after_parsing_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
+                let _ = parse_retry_after(&v);
+            }
+        }
+
+        #[test]
         fn never_retries_past_max_attempts(attempt in 5u32..1000, unit in 0.0f64..1.0) {
             prop_assert_eq!(next(&policy(), attempt, None, unit), Next::Dead);
         }

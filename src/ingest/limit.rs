@@ -123,6 +123,22 @@ mod tests {
         assert_eq!(ip, "10.0.0.2".parse::<IpAddr>().unwrap());
     }
 
+    proptest::proptest! {
+        /// Any X-Forwarded-For value: no panic, and the answer is the peer or one of the hops.
+        #[test]
+        fn forwarded_for_never_panics_and_picks_a_real_hop(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
+                h.insert("x-forwarded-for", v);
+            }
+            let ip = client_ip(peer, &h, &nets(&["10.0.0.0/8"]));
+            let text = String::from_utf8_lossy(&raw);
+            let is_hop = text.split(',').any(|hop| hop.trim().parse::<IpAddr>().ok().map(|a| a.to_canonical()) == Some(ip));
+            proptest::prop_assert!(ip == peer.ip() || is_hop);
+        }
+    }
+
     #[test]
     fn burst_then_refusal_with_a_wait() {
         let l = Limiter::new(Some(RateLimit {
