@@ -437,3 +437,40 @@ crate::both_backends!(
     https_upstream_with_an_unknown_ca_is_retried_not_delivered,
     graceful_stop_lets_an_inflight_delivery_finish,
 );
+
+async fn an_event_no_upstream_wants_is_accepted_and_not_delivered(store: Store) {
+    let sink = Sink::start().await;
+    let mut o = Opts::new(store, sink.url(""));
+    o.extra_route = format!(
+        r#"[[route]]
+name = "billing"
+path = "/webhooks/billing"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+upstreams = [{{ name = "invoices", url = "{up}/billing", events = ["invoice.*"], timeout = "2s" }}]
+"#,
+        up = sink.url("")
+    );
+    let gw = Gateway::start(o).await;
+    let body = String::from_utf8(stripe_body("evt_unwanted"))
+        .unwrap()
+        .replace("invoice.paid", "customer.created");
+    let h = vec![(
+        "stripe-signature".to_string(),
+        stripe_header(STRIPE_SECRET, now(), body.as_bytes()),
+    )];
+    let (status, text) = gw
+        .post("/webhooks/billing", &h, body.clone().into_bytes())
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"id":"evt_unwanted","status":"accepted"}"#)
+    );
+    let (status, text) = gw.post("/webhooks/billing", &h, body.into_bytes()).await;
+    assert_eq!((status, text.contains("duplicate")), (200, true), "{text}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.hits.load(Ordering::SeqCst), 0);
+    gw.finish().await;
+}
+
+crate::both_backends!(an_event_no_upstream_wants_is_accepted_and_not_delivered);
