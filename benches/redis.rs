@@ -5,55 +5,15 @@
 //! `HOOKGATE_BENCH_REDIS_URL=redis://127.0.0.1:6379 cargo bench --bench redis` prints one row per
 //! number of writers. What a 200 is worth depends on the server's `appendfsync` (docs/redis.md).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{BODY, RUN, event, measure};
+
+use hookgate::queue::Queue;
 use hookgate::queue::redis_stream::RedisQueue;
-use hookgate::queue::{Event, Queue};
 use hookgate::redis_conn::Redis;
-
-/// How long each configuration runs.
-const RUN: Duration = Duration::from_secs(3);
-/// Body size of each event: a typical webhook.
-const BODY: usize = 1024;
-
-fn event(i: u64) -> Event {
-    Event {
-        route: "bench".into(),
-        id: format!("evt_{i}"),
-        received_at_ms: 0,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: bytes::Bytes::from(vec![b'x'; BODY]),
-        dedup_unavailable: false,
-        event_type: None,
-        upstream: None,
-    }
-}
-
-/// Runs `writers` tasks that call `op` back to back for `RUN`; returns calls per second.
-async fn measure<F, Fut>(writers: usize, op: F) -> f64
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let (op, count) = (op.clone(), Arc::clone(&count));
-            tokio::spawn(async move {
-                while start.elapsed() < RUN {
-                    op(count.fetch_add(1, Ordering::Relaxed)).await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("writer task");
-    }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
 
 /// Deletes the bench's keys.
 async fn clean(url: &str, prefix: &str) {

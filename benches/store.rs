@@ -3,56 +3,16 @@
 //!
 //! `cargo bench --bench store` prints one row per number of concurrent writers.
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+use common::{BODY, RUN, event, measure};
 
 use hookgate::embedded::Db;
 use hookgate::queue::embedded::EmbeddedQueue;
 use hookgate::queue::{Event, Queue};
 use tokio::sync::{mpsc, oneshot};
-
-/// How long each configuration runs.
-const RUN: Duration = Duration::from_secs(3);
-/// Body size of each event: a typical webhook.
-const BODY: usize = 1024;
-
-fn event(i: u64) -> Event {
-    Event {
-        route: "bench".into(),
-        id: format!("evt_{i}"),
-        received_at_ms: 0,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: bytes::Bytes::from(vec![b'x'; BODY]),
-        dedup_unavailable: false,
-        event_type: None,
-        upstream: None,
-    }
-}
-
-/// Runs `writers` tasks that enqueue back to back for `RUN`; returns events per second.
-async fn measure<F, Fut>(writers: usize, enqueue: F) -> f64
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let (enqueue, count) = (enqueue.clone(), Arc::clone(&count));
-            tokio::spawn(async move {
-                while start.elapsed() < RUN {
-                    enqueue(count.fetch_add(1, Ordering::Relaxed)).await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("writer task");
-    }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
 
 async fn bench_redb(writers: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,49 @@
+//! What the storage benches share: the sample event and the fixed-duration throughput loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hookgate::queue::Event;
+
+/// How long each configuration runs.
+pub const RUN: Duration = Duration::from_secs(3);
+/// Body size of each event: a typical webhook.
+pub const BODY: usize = 1024;
+
+pub fn event(i: u64) -> Event {
+    Event {
+        route: "bench".into(),
+        id: format!("evt_{i}"),
+        received_at_ms: 0,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from(vec![b'x'; BODY]),
+        dedup_unavailable: false,
+        event_type: None,
+        upstream: None,
+    }
+}
+
+/// Runs `writers` tasks that call `op` back to back for `RUN`; returns calls per second.
+pub async fn measure<F, Fut>(writers: usize, op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (op, count) = (op.clone(), Arc::clone(&count));
+            tokio::spawn(async move {
+                while start.elapsed() < RUN {
+                    op(count.fetch_add(1, Ordering::Relaxed)).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
