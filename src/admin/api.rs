@@ -59,6 +59,13 @@ struct Query {
 }
 
 impl Query {
+    /// The `route=` parameter, required by list calls.
+    fn route(&self) -> Result<&str, (StatusCode, &'static str)> {
+        self.route
+            .as_deref()
+            .ok_or((StatusCode::BAD_REQUEST, "route_required"))
+    }
+
     fn parse(q: Option<&str>) -> Query {
         let mut out = Query {
             route: None,
@@ -126,10 +133,7 @@ fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value
 }
 
 async fn dlq_list(admin: &Admin, q: &Query) -> Answer {
-    let route = q
-        .route
-        .as_deref()
-        .ok_or((StatusCode::BAD_REQUEST, "route_required"))?;
+    let route = q.route()?;
     let mut out = Vec::new();
     for l in lanes(admin, route)? {
         for d in admin
@@ -203,10 +207,7 @@ async fn dlq_op(admin: &Admin, route: &str, id: Option<&str>, op: DlqOp) -> Answ
 }
 
 async fn deliveries(admin: &Admin, q: &Query) -> Answer {
-    let route = q
-        .route
-        .as_deref()
-        .ok_or((StatusCode::BAD_REQUEST, "route_required"))?;
+    let route = q.route()?;
     let mut out = Vec::new();
     for l in lanes(admin, route)? {
         for a in admin

@@ -37,15 +37,7 @@ async fn exhausted_events_go_to_the_dead_letter_store(store: Store) {
         3,
         "no attempt beyond max_attempts"
     );
-    let metrics = gw
-        .client
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"hookgate_deliveries_total{route="stripe",outcome="dead"} 1"#),
         "{metrics}"

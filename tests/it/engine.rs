@@ -171,15 +171,7 @@ async fn suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api(store:
     let probes = sink.hits.load(Ordering::SeqCst) - before;
     // Probes at 300 ms, then 600 ms, then 1.2 s: at most three in 1.5 s (50 ms retries would be ~30).
     assert!(probes <= 3, "{probes} attempts while suspended");
-    let metrics = gw
-        .client
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"hookgate_upstream_suspended{lane="stripe"} 1"#),
         "{metrics}"

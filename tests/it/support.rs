@@ -444,6 +444,19 @@ impl Gateway {
         format!("https://localhost:{}{path}", self.addr.port())
     }
 
+    /// The admin listener's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.admin);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs `body` with `headers` to `path`; returns (status, body text).
     pub async fn post(
         &self,
