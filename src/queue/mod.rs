@@ -11,6 +11,8 @@ pub mod embedded;
 mod record;
 pub mod redis_stream;
 mod schedule;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::time::{Duration, SystemTime};
 

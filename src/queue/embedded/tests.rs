@@ -1,41 +1,14 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+pub(super) use crate::queue::testing::{attempt, event, nothing_for, recv};
 use crate::queue::{Event, Queue, QueueError};
 
 mod dlq;
 mod history;
 
-pub(super) fn event(route: &str, id: &str) -> Event {
-    Event {
-        route: route.into(),
-        id: id.into(),
-        received_at_ms: now_ms(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
-        dedup_unavailable: false,
-        event_type: None,
-        upstream: None,
-    }
-}
-
 pub(super) fn open(dir: &tempfile::TempDir) -> EmbeddedQueue {
     EmbeddedQueue::open(Db::open(dir.path()).unwrap()).unwrap()
-}
-
-/// Receives with a deadline, so a bug fails the test instead of hanging it.
-pub(super) async fn recv(q: &EmbeddedQueue, route: &str) -> Job {
-    tokio::time::timeout(Duration::from_secs(5), q.receive(route))
-        .await
-        .expect("a job within 5 s")
-        .unwrap()
-}
-
-/// Whether `receive` stays empty for `ms`.
-pub(super) async fn nothing_for(q: &EmbeddedQueue, route: &str, ms: u64) -> bool {
-    tokio::time::timeout(Duration::from_millis(ms), q.receive(route))
-        .await
-        .is_err()
 }
 
 #[tokio::test]

@@ -7,38 +7,11 @@ mod lease;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+pub(super) use crate::queue::testing::{attempt, event, nothing_for, recv};
 use crate::redis_conn::testing;
-
-pub(super) fn event(route: &str, id: &str) -> Event {
-    Event {
-        route: route.into(),
-        id: id.into(),
-        received_at_ms: now_ms(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
-        dedup_unavailable: false,
-        event_type: None,
-        upstream: None,
-    }
-}
 
 pub(super) fn queue(redis: &Redis) -> RedisQueue {
     RedisQueue::new(redis.clone(), Duration::from_secs(60))
-}
-
-/// Receives with a deadline, so a bug fails the test instead of hanging it.
-pub(super) async fn recv(q: &RedisQueue, lane: &str) -> Job {
-    tokio::time::timeout(Duration::from_secs(5), q.receive(lane))
-        .await
-        .expect("a job within 5 s")
-        .unwrap()
-}
-
-/// Whether `receive` stays empty for `ms`.
-pub(super) async fn nothing_for(q: &RedisQueue, lane: &str, ms: u64) -> bool {
-    tokio::time::timeout(Duration::from_millis(ms), q.receive(lane))
-        .await
-        .is_err()
 }
 
 #[test]

@@ -6,18 +6,6 @@ use crate::queue::{AttemptRecord, HISTORY_MAX};
 /// Longer than the delayed flush's wait.
 const FLUSH_WAIT: Duration = Duration::from_millis(900);
 
-fn attempt(id: &str, n: u32) -> AttemptRecord {
-    AttemptRecord {
-        event_id: id.into(),
-        attempt: n,
-        status: Some(503),
-        latency_ms: 12,
-        at_ms: now_ms(),
-        error: Some("upstream answered 503".into()),
-        answer: bytes::Bytes::from_static(b"busy"),
-    }
-}
-
 #[tokio::test]
 async fn newest_first_and_filtered_by_event() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,18 +77,6 @@ async fn purge_one_then_all() {
     testing::cleanup(&r).await;
 }
 
-fn attempt(id: &str, n: u32) -> AttemptRecord {
-    AttemptRecord {
-        event_id: id.into(),
-        attempt: n,
-        status: Some(503),
-        latency_ms: 12,
-        at_ms: now_ms(),
-        error: Some("upstream answered 503".into()),
-        answer: bytes::Bytes::from_static(b"busy"),
-    }
-}
-
 #[tokio::test]
 async fn history_is_capped_newest_first_and_filtered() {
     let r = testing::redis("history");

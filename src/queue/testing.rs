@@ -1,0 +1,48 @@
+//! Test helpers shared by the backends' unit tests, so both are exercised the same way.
+
+use std::time::Duration;
+
+use super::{AttemptRecord, Event, Job, Queue};
+use crate::embedded::now_ms;
+
+/// A small JSON event of `route` with `id`.
+pub(crate) fn event(route: &str, id: &str) -> Event {
+    Event {
+        route: route.into(),
+        id: id.into(),
+        received_at_ms: now_ms(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
+        dedup_unavailable: false,
+        event_type: None,
+        upstream: None,
+    }
+}
+
+/// A failed attempt `n` of event `id`.
+pub(crate) fn attempt(id: &str, n: u32) -> AttemptRecord {
+    AttemptRecord {
+        event_id: id.into(),
+        attempt: n,
+        status: Some(503),
+        latency_ms: 12,
+        at_ms: now_ms(),
+        error: Some("upstream answered 503".into()),
+        answer: bytes::Bytes::from_static(b"busy"),
+    }
+}
+
+/// Receives with a deadline, so a bug fails the test instead of hanging it.
+pub(crate) async fn recv(q: &impl Queue, lane: &str) -> Job {
+    tokio::time::timeout(Duration::from_secs(5), q.receive(lane))
+        .await
+        .expect("a job within 5 s")
+        .unwrap()
+}
+
+/// Whether `receive` stays empty for `ms`.
+pub(crate) async fn nothing_for(q: &impl Queue, lane: &str, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), q.receive(lane))
+        .await
+        .is_err()
+}
