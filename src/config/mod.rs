@@ -295,10 +295,18 @@ fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {
         .token
         .map(|t| cx.secret("admin.token", &t))
         .transpose()?;
-    Ok(AdminConfig {
-        listen: cx.addr("admin.listen", &raw.listen)?,
-        token,
-    })
+    let listen = cx.addr("admin.listen", &raw.listen)?;
+    if !listen.ip().is_loopback() {
+        // The admin listener speaks plain HTTP: off loopback, the bearer token and the DLQ's
+        // event bodies cross the network in clear (docs/security.md, "The admin listener").
+        cx.warnings.push(format!(
+            "{}: admin.listen: {listen} is NOT loopback and the admin listener has no TLS; \
+             anyone on that network can read /metrics and sniff the admin token. Bind it to \
+             127.0.0.1 and reach it through an SSH tunnel or a TLS-terminating proxy",
+            cx.file.display()
+        ));
+    }
+    Ok(AdminConfig { listen, token })
 }
 
 #[cfg(test)]

@@ -264,3 +264,20 @@ fn bad_key_prefix_is_refused() {
     let text = GOOD.replace("path = \"data\"", "key_prefix = \"{hg}\"");
     assert_refused(&text, "storage.key_prefix", "hash tags");
 }
+
+#[test]
+fn admin_off_loopback_is_warned_about() {
+    let exposed =
+        load(&GOOD.replace("[storage]", "[admin]\nlisten = \"0.0.0.0:9090\"\n[storage]")).unwrap();
+    assert!(
+        exposed
+            .warnings
+            .iter()
+            .any(|w| w.contains("admin.listen") && w.contains("NOT loopback")),
+        "{:?}",
+        exposed.warnings
+    );
+    let local =
+        load(&GOOD.replace("[storage]", "[admin]\nlisten = \"[::1]:9090\"\n[storage]")).unwrap();
+    assert!(!local.warnings.iter().any(|w| w.contains("admin.listen")));
+}
