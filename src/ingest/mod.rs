@@ -21,8 +21,8 @@ use hyper::{Request, Response};
 use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
 
-pub use error::IngestError;
 use accept::{Admission, Admitter, Outcome};
+pub use error::IngestError;
 use route::{RouteState, RouteTable};
 
 use crate::config::Route;
