@@ -264,3 +264,18 @@ fn bad_key_prefix_is_refused() {
     let text = GOOD.replace("path = \"data\"", "key_prefix = \"{hg}\"");
     assert_refused(&text, "storage.key_prefix", "hash tags");
 }
+
+#[test]
+fn route_dedup_defaults_to_id_and_takes_id_plus_body() {
+    assert_eq!(load(GOOD).unwrap().routes[0].dedup, DedupOn::Id);
+    let strict = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\ndedup = \"id+body\"",
+    );
+    assert_eq!(load(&strict).unwrap().routes[0].dedup, DedupOn::IdAndBody);
+    let bad = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\ndedup = \"body\"",
+    );
+    assert_refused(&bad, "route[0].dedup", "\"id+body\"");
+}
