@@ -24,6 +24,16 @@ pub(super) enum Outcome {
     Duplicate,
 }
 
+/// What claiming every key of an event gave.
+enum Claimed {
+    /// Every key was fresh: the caller owns them all.
+    All(Vec<Key>),
+    /// One key was a duplicate or in flight; the keys claimed before it were released.
+    Refused(Claim),
+    /// The store failed; the keys it did grant are settled like any other (fail open).
+    Unavailable(Vec<Key>),
+}
+
 /// One dedup record: the scope (a route, or a route's body-hash scope) and the key in it.
 type Key = (String, String);
 
@@ -74,10 +84,10 @@ impl Admitter {
 
     async fn run(&self, mut a: Admission) -> Result<Outcome, IngestError> {
         let claimed = match self.claim_all(&a.route, &a.keys).await {
-            Ok(Ok(claimed)) => claimed,
-            Ok(Err(Claim::Duplicate)) => return Ok(Outcome::Duplicate),
-            Ok(Err(_)) => return Err(IngestError::InFlight),
-            Err(claimed) => {
+            Claimed::All(claimed) => claimed,
+            Claimed::Refused(Claim::Duplicate) => return Ok(Outcome::Duplicate),
+            Claimed::Refused(_) => return Err(IngestError::InFlight),
+            Claimed::Unavailable(claimed) => {
                 // Fail open (SPEC §1): a sender that sees errors suspends the endpoint, losing more.
                 self.metrics.dedup_unavailable(&a.route);
                 a.events.iter_mut().for_each(|e| e.dedup_unavailable = true);
@@ -97,29 +107,23 @@ impl Admitter {
         }
     }
 
-    /// Claims every key in order. `Ok(Ok(claimed))`: all fresh. `Ok(Err(claim))`: one was not
-    /// fresh, and the keys claimed before it are released. `Err(claimed)`: the store failed;
-    /// the keys it did grant are returned so that they are settled like any other.
-    async fn claim_all(
-        &self,
-        route: &str,
-        keys: &[Key],
-    ) -> Result<Result<Vec<Key>, Claim>, Vec<Key>> {
+    /// Claims every key in order, stopping at the first that is not fresh.
+    async fn claim_all(&self, route: &str, keys: &[Key]) -> Claimed {
         let mut claimed = Vec::with_capacity(keys.len());
         for key in keys {
             match self.dedup.claim(&key.0, &key.1).await {
                 Ok(Claim::Fresh) => claimed.push(key.clone()),
                 Ok(other) => {
                     self.settle(&claimed, false).await;
-                    return Ok(Err(other));
+                    return Claimed::Refused(other);
                 }
                 Err(e) => {
                     tracing::warn!(route, error = %e, "dedup store unavailable; accepting without dedup");
-                    return Err(claimed);
+                    return Claimed::Unavailable(claimed);
                 }
             }
         }
-        Ok(Ok(claimed))
+        Claimed::All(claimed)
     }
 
     /// Completes (`done`) or releases each claimed key; a failure is logged, not answered.
