@@ -4,6 +4,7 @@
 //! Every write goes through one writer thread ([`writer`]) that batches whatever is waiting
 //! into a single fsync'd transaction (group commit). Reads open their own snapshot at once.
 
+mod private;
 mod sweep;
 mod writer;
 
@@ -109,6 +110,7 @@ pub const DEFAULT_CACHE: usize = 64 << 20;
 
 impl Db {
     /// Opens (or creates) `<dir>/hookgate.redb`, creating `dir`, and starts the writer thread.
+    /// What it creates is private to the user: the directory 0700, the file 0600.
     pub fn open(dir: &Path) -> Result<Db, StorageError> {
         Self::open_with_cache(dir, DEFAULT_CACHE)
     }
@@ -116,10 +118,12 @@ impl Db {
     /// Like `open`, with redb's page cache capped at `cache_bytes` (redb's own default is 1 GiB,
     /// which a gateway with a long backlog would otherwise grow into).
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Db, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
+        let file = dir.join(FILE_NAME);
+        private::prepare_dir(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
+        private::prepare_file(&file).map_err(|e| StorageError::Io(Arc::new(e)))?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(cache_bytes);
-        let db = Arc::new(builder.create(dir.join(FILE_NAME))?);
+        let db = Arc::new(builder.create(file)?);
         create_tables(&db)?;
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);

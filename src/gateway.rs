@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::server::tls::{self, Reloadable};
@@ -24,6 +25,8 @@ struct Base {
     metrics: Arc<metrics::Metrics>,
     client: deliver::forward::HttpClient,
     shutdown: watch::Receiver<bool>,
+    /// Admission tasks of every generation of the ingress (they outlive dropped requests).
+    admissions: TaskTracker,
 }
 
 /// One configuration's delivery workers and their own stop signal.
@@ -66,6 +69,7 @@ impl Base {
             metrics: self.metrics.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             body_timeout: config.server.body_timeout,
+            tasks: self.admissions.clone(),
         }
     }
 
@@ -102,6 +106,7 @@ pub async fn run(
         metrics: Arc::new(metrics::Metrics::new()),
         client: deliver::forward::client(),
         shutdown: shutdown.clone(),
+        admissions: TaskTracker::new(),
     };
     let mut generation = Generation::start(&config, &base);
     let admin = Arc::new(ArcSwap::from_pointee(
@@ -131,6 +136,9 @@ pub async fn run(
         }
     }
     let _ = ingress_task.await;
+    // Events whose client went away may still be completing their dedup records.
+    base.admissions.close();
+    base.admissions.wait().await;
     generation.finish().await;
     let _ = admin_task.await;
     // History lines and dedup done-records ride along with later commits; write them now.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use route::{RateLimit, RetryPolicy, Route};
+pub use route::{DedupOn, RateLimit, RetryPolicy, Route};
 pub use secret::Secret;
 pub use upstream::Upstream;
 

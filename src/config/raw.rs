@@ -141,6 +141,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub retry: RawRetry,
     pub forward_secret: Option<String>,
+    /// What makes two events the same: `"id"`, or `"id+body"` (also the body's SHA-256).
+    #[serde(default = "d_dedup")]
+    pub dedup: String,
 }
 
 /// `route.rate_limit`.
@@ -245,6 +248,9 @@ fn d_op_timeout() -> String {
 }
 fn d_cache() -> String {
     s("64MiB")
+}
+fn d_dedup() -> String {
+    s("id")
 }
 fn d_tolerance() -> String {
     s("5m")

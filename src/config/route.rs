@@ -32,6 +32,18 @@ pub struct Route {
     pub event_type: Option<String>,
     pub retry: RetryPolicy,
     pub forward_secret: Option<Secret>,
+    /// What the dedup step compares (SPEC §3 `dedup`).
+    pub dedup: DedupOn,
+}
+
+/// What makes a second request the same event, refused as a duplicate within `dedup_ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupOn {
+    /// The event id (`"id"`, the default).
+    Id,
+    /// The id, and separately the SHA-256 of the body (`"id+body"`): a captured request
+    /// replayed under a fresh id is refused too, for schemes that do not sign the id.
+    IdAndBody,
 }
 
 /// Requests per second per route and per client IP.
@@ -100,6 +112,7 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         upstreams: upstreams(cx, key, r.upstream, r.upstreams)?,
         event_type: r.event_type,
         retry: retry(cx, key, r.retry)?,
+        dedup: dedup_on(cx, key, &r.dedup)?,
         forward_secret: r
             .forward_secret
             .map(|s| cx.secret(&format!("{key}.forward_secret"), &s))
@@ -109,6 +122,17 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         host: r.host.map(|h| h.to_ascii_lowercase()),
         scheme_name: r.scheme,
     })
+}
+
+fn dedup_on(cx: &Cx, key: &str, v: &str) -> Result<DedupOn, ConfigError> {
+    match v {
+        "id" => Ok(DedupOn::Id),
+        "id+body" => Ok(DedupOn::IdAndBody),
+        other => Err(cx.err(
+            format!("{key}.dedup"),
+            format!("{other:?} is not \"id\" or \"id+body\""),
+        )),
+    }
 }
 
 fn rate_limit(cx: &Cx, key: &str, l: RawRateLimit) -> Result<RateLimit, ConfigError> {

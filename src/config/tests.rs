@@ -280,4 +280,17 @@ fn admin_off_loopback_is_warned_about() {
     let local =
         load(&GOOD.replace("[storage]", "[admin]\nlisten = \"[::1]:9090\"\n[storage]")).unwrap();
     assert!(!local.warnings.iter().any(|w| w.contains("admin.listen")));
+
+fn route_dedup_defaults_to_id_and_takes_id_plus_body() {
+    assert_eq!(load(GOOD).unwrap().routes[0].dedup, DedupOn::Id);
+    let strict = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\ndedup = \"id+body\"",
+    );
+    assert_eq!(load(&strict).unwrap().routes[0].dedup, DedupOn::IdAndBody);
+    let bad = GOOD.replace(
+        "scheme = \"stripe\"",
+        "scheme = \"stripe\"\ndedup = \"body\"",
+    );
+    assert_refused(&bad, "route[0].dedup", "\"id+body\"");
 }

@@ -12,8 +12,10 @@ use redb::WriteTransaction;
 use super::{Claim, DedupError, Store};
 use crate::embedded::{DEDUP, DEDUP_BY_EXPIRY, Db, StorageError, now_ms};
 
-/// Inserts between two prunings of expired claims (claims whose owner vanished).
+/// Inserts between two prunings of expired markers (claims whose owner vanished).
 const PRUNE_EVERY: u32 = 1024;
+/// TTLs are capped here so that `Instant` arithmetic cannot overflow (about 100 years).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Dedup over the embedded [`Db`]. Cheap to clone; clones share the claims.
 #[derive(Clone)]
@@ -31,14 +33,25 @@ struct Claims {
     inserts: u32,
 }
 
-/// A claim, before and after its event became durable.
+/// A claim, before and after its event became durable. Each carries its expiry: past it, the
+/// marker counts for nothing and the next pruning drops it, whatever happened to its owner.
 #[derive(Clone, Copy)]
 enum Pending {
-    /// Enqueue not yet confirmed; stops blocking others at this instant.
+    /// Enqueue not yet confirmed; stops blocking others at this instant (`claim_ttl`).
     Claimed(Instant),
     /// Enqueued; the done record is waiting for the next group commit. A retry arriving in that
-    /// window is a duplicate, not a conflict: the event is already safe.
-    Completing,
+    /// window is a duplicate, not a conflict: the event is already safe. The commit removes the
+    /// marker; if the record never commits (writer closed, write failed) the marker stands in
+    /// for it until the record would have expired (`dedup_ttl`), never longer.
+    Completing(Instant),
+}
+
+impl Pending {
+    fn until(self) -> Instant {
+        match self {
+            Pending::Claimed(t) | Pending::Completing(t) => t,
+        }
+    }
 }
 
 impl EmbeddedDedup {
@@ -62,14 +75,14 @@ impl EmbeddedDedup {
         let now = Instant::now();
         let mut claims = lock(&self.claims);
         match claims.until.get(&key) {
-            Some(Pending::Completing) => return Ok(Claim::Duplicate),
+            Some(Pending::Completing(until)) if *until > now => return Ok(Claim::Duplicate),
             Some(Pending::Claimed(until)) if *until > now => return Ok(Claim::InFlight),
             _ => {}
         }
         if self.is_done(route, id)? {
             return Ok(Claim::Duplicate);
         }
-        claims.insert(key, now + self.claim_ttl, now);
+        claims.insert(key, Pending::Claimed(deadline(now, self.claim_ttl)), now);
         Ok(Claim::Fresh)
     }
 
@@ -87,17 +100,19 @@ impl EmbeddedDedup {
 }
 
 impl Claims {
-    fn insert(&mut self, key: (String, String), until: Instant, now: Instant) {
-        self.until.insert(key, Pending::Claimed(until));
+    fn insert(&mut self, key: (String, String), marker: Pending, now: Instant) {
+        self.until.insert(key, marker);
         self.inserts += 1;
         if self.inserts >= PRUNE_EVERY {
             self.inserts = 0;
-            self.until.retain(|_, p| match p {
-                Pending::Claimed(until) => *until > now,
-                Pending::Completing => true,
-            });
+            self.until.retain(|_, p| p.until() > now);
         }
     }
+}
+
+/// `now + ttl`, without overflow.
+fn deadline(now: Instant, ttl: Duration) -> Instant {
+    now + ttl.min(MAX_TTL)
 }
 
 impl Store for EmbeddedDedup {
@@ -113,15 +128,16 @@ impl Store for EmbeddedDedup {
         let key = (route.to_owned(), id.to_owned());
         let record = key.clone();
         let claims = Arc::clone(&self.claims);
-        let on_commit = move |result: Result<(), StorageError>| {
-            if let Err(e) = result {
-                tracing::warn!(route = %key.0, event_id = %key.1, error = %e, "dedup record lost");
+        let on_commit = move |result: Result<(), StorageError>| match result {
+            Ok(()) => drop(lock(&claims).until.remove(&key)),
+            // The marker stays: until it expires it keeps the enqueued event a duplicate.
+            Err(e) => {
+                tracing::warn!(route = %key.0, event_id = %key.1, error = %e, "dedup record lost")
             }
-            lock(&claims).until.remove(&key);
         };
-        lock(&self.claims)
-            .until
-            .insert(record.clone(), Pending::Completing);
+        let now = Instant::now();
+        let marker = Pending::Completing(deadline(now, self.dedup_ttl));
+        lock(&self.claims).insert(record.clone(), marker, now);
         let write = move |txn: &WriteTransaction| put_done(txn, &record.0, &record.1, expires);
         self.db
             .submit(write, on_commit)

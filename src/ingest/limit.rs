@@ -37,6 +37,19 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     peer
 }
 
+/// The bucket a client address falls in: an IPv4 address on its own (IPv4-mapped IPv6 counts
+/// as IPv4), an IPv6 address by its /64 — one subscriber's usual allocation, so hopping
+/// through the addresses of one's own prefix does not multiply the budget.
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::from(u64::MAX));
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Route-wide and per-IP token buckets.
 #[derive(Debug)]
 pub struct Limiter {
@@ -61,13 +74,13 @@ impl Limiter {
         })
     }
 
-    /// `Err(wait)` when over the limit. The per-IP bucket is checked first so that one noisy
+    /// `Err(wait)` when over the limit; `ip` is keyed by [`ip_key`]. The per-IP bucket is checked first so that one noisy
     /// client does not also drain the route's bucket for everyone else.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         let clock = DefaultClock::default();
         if let Some(per_ip) = &self.per_ip {
             per_ip
-                .check_key(&ip)
+                .check_key(&ip_key(ip))
                 .map_err(|n| n.wait_time_from(clock.now()))?;
         }
         self.route
@@ -168,5 +181,35 @@ mod tests {
         assert!(l.check(a).is_ok());
         assert!(l.check(a).is_err());
         assert!(l.check(b).is_ok());
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_ipv4_by_the_address() {
+        let key = |s: &str| ip_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2::"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("::ffff:192.0.2.1"), key("::ffff:192.0.2.2"));
+    }
+
+    #[test]
+    fn per_ip_limit_counts_a_whole_ipv6_64_as_one_client() {
+        let l = Limiter::new(Some(RateLimit {
+            rps: 100,
+            burst: 100,
+            per_ip_rps: Some(1),
+        }))
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.check(ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.check(ip("2001:db8:1:2::2")).is_err(), "same /64");
+        assert!(l.check(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        assert!(l.check(ip("192.0.2.1")).is_ok());
+        assert!(
+            l.check(ip("::ffff:192.0.2.1")).is_err(),
+            "mapped is the same IPv4"
+        );
     }
 }

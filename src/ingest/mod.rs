@@ -4,6 +4,7 @@
 //! Nothing is trusted before the signature holds: dedup is asked only for verified ids, so forged
 //! requests cannot poison it. The upstream is never on this path.
 
+mod accept;
 pub mod error;
 pub mod limit;
 pub mod route;
@@ -18,14 +19,16 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use ipnet::IpNet;
+use tokio_util::task::TaskTracker;
 
+use accept::{Admission, Admitter, Outcome};
 pub use error::IngestError;
 use route::{RouteState, RouteTable};
 
 use crate::config::Route;
-use crate::dedup::{Claim, Dedup, Store};
+use crate::dedup::Dedup;
 use crate::metrics::Metrics;
-use crate::queue::{Backend, Event, Queue};
+use crate::queue::{Backend, Event};
 use crate::verify::{Unverified, Verified};
 
 /// Headers that describe one hop, not the event; never forwarded (RFC 9110 §7.6.1).
@@ -43,6 +46,10 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// Headers the gateway sets for the upstream (`X-Hookgate-Route`, `-Dedup`, …): a sender's own are
+/// dropped, so an upstream can trust them. `HeaderName`s are lower case.
+const OWN_PREFIX: &str = "x-hookgate-";
+
 /// Everything the pipeline needs, shared by all connections.
 pub struct Ingress {
     pub routes: RouteTable,
@@ -51,6 +58,8 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<IpNet>,
     pub body_timeout: Duration,
+    /// Owns the admission tasks, which outlive a client that goes away (see `accept`).
+    pub tasks: TaskTracker,
 }
 
 /// A successful answer.
@@ -141,7 +150,7 @@ impl Ingress {
         }
     }
 
-    /// Claim → durable enqueue → done (or release when the enqueue fails).
+    /// Builds the event and hands it to an admission task: claim → durable enqueue → done.
     async fn accept(
         &self,
         route: &RouteState,
@@ -150,43 +159,34 @@ impl Ingress {
         v: Verified,
     ) -> Result<Answer, IngestError> {
         let name = route.cfg.name.as_str();
-        let claimed = match self.dedup.claim(name, v.id()).await {
-            Ok(Claim::Fresh) => true,
-            Ok(Claim::Duplicate) => return Ok(Answer::Duplicate(v.id().to_owned())),
-            Ok(Claim::InFlight) => return Err(IngestError::InFlight),
-            Err(e) => {
-                // Fail open (SPEC §1): a sender that sees errors suspends the endpoint, losing more.
-                tracing::warn!(route = name, error = %e, "dedup store unavailable; accepting without dedup");
-                self.metrics.dedup_unavailable(name);
-                false
-            }
-        };
-        let event_type = event_type(&route.cfg, &body, &v);
+        let keys = accept::keys(name, v.id(), route.cfg.dedup, &body);
         let base = Event {
             route: name.to_owned(),
             id: v.id().to_owned(),
             received_at_ms: unix_ms(SystemTime::now()),
             headers: forwardable(headers),
+            event_type: event_type(&route.cfg, &body, &v),
             body,
-            dedup_unavailable: !claimed,
-            event_type,
+            dedup_unavailable: false,
             upstream: None,
         };
-        let events = fan_out(&route.cfg, base);
-        match self.queue.enqueue_all(events).await {
-            Ok(_) => {
-                if claimed && let Err(e) = self.dedup.complete(name, v.id()).await {
-                    tracing::warn!(route = name, error = %e, "could not mark event done in dedup store");
-                }
-                Ok(Answer::Accepted(v.id().to_owned()))
-            }
-            Err(e) => {
-                tracing::error!(route = name, error = %e, "durable enqueue failed; answering 503");
-                if claimed && let Err(e) = self.dedup.release(name, v.id()).await {
-                    tracing::warn!(route = name, error = %e, "could not release dedup claim");
-                }
-                Err(IngestError::Unavailable)
-            }
+        let admission = Admission {
+            route: name.to_owned(),
+            keys,
+            events: fan_out(&route.cfg, base),
+        };
+        match self.admitter().admit(admission).await? {
+            Outcome::Accepted => Ok(Answer::Accepted(v.id().to_owned())),
+            Outcome::Duplicate => Ok(Answer::Duplicate(v.id().to_owned())),
+        }
+    }
+
+    fn admitter(&self) -> Admitter {
+        Admitter {
+            dedup: self.dedup.clone(),
+            queue: self.queue.clone(),
+            metrics: Arc::clone(&self.metrics),
+            tasks: self.tasks.clone(),
         }
     }
 }
@@ -244,7 +244,7 @@ async fn read_body(
     }
 }
 
-/// The provider's headers as the upstream should see them.
+/// The provider's headers as the upstream should see them: no hop-by-hop, no `X-Hookgate-*`.
 fn forwardable(headers: &HeaderMap) -> Vec<(String, Bytes)> {
     let named_in_connection: Vec<String> = headers
         .get_all(http::header::CONNECTION)
@@ -257,6 +257,7 @@ fn forwardable(headers: &HeaderMap) -> Vec<(String, Bytes)> {
         .iter()
         .filter(|(n, _)| {
             !HOP_BY_HOP.contains(&n.as_str())
+                && !n.as_str().starts_with(OWN_PREFIX)
                 && !named_in_connection.iter().any(|c| c == n.as_str())
         })
         .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))

@@ -9,5 +9,6 @@ mod ingress;
 mod process;
 mod redis_outage;
 mod replicas;
+mod request_path;
 mod schemes;
 mod support;

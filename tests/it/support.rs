@@ -277,6 +277,7 @@ pub struct Opts {
     pub schedule: &'static str,
     pub max_attempts: u32,
     pub dedup_ttl: &'static str,
+    pub claim_ttl: &'static str,
     pub suspend_after: u32,
     pub extra_route: String,
     /// Extra keys for the stripe route (inline TOML lines).
@@ -298,6 +299,7 @@ impl Opts {
             schedule: r#"["100ms"]"#,
             max_attempts: 5,
             dedup_ttl: "24h",
+            claim_ttl: "30s",
             suspend_after: 1000,
             extra_route: String::new(),
             stripe_extra: String::new(),
@@ -344,6 +346,7 @@ token = "test-admin-token"
 backend = "{backend}"
 path = "{data}"
 dedup_ttl = "{ttl}"
+claim_ttl = "{claim_ttl}"
 redis_url = "{redis_url}"
 key_prefix = "{prefix}"
 visibility_timeout = "{vt}"
@@ -377,6 +380,7 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         key = key.display(),
         data = dir.join("data").display(),
         ttl = o.dedup_ttl,
+        claim_ttl = o.claim_ttl,
         up = o.upstream,
         sched = o.schedule,
         max = o.max_attempts,
@@ -509,6 +513,15 @@ impl Gateway {
 
 /// A reqwest client that trusts the test certificate only (real TLS verification, no bypass).
 pub fn client(cert: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_tls(cert, &[b"h2", b"http/1.1"]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A rustls client config that trusts the test certificate only, offering `alpn`.
+pub fn client_tls(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -521,10 +534,6 @@ pub fn client(cert: &Path) -> reqwest::Client {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tls
 }

@@ -155,3 +155,39 @@ async fn claims_are_forgotten_on_restart() {
     let d = dedup(&open(&dir), LONG, LONG);
     assert_eq!(d.claim("r", "e").await.unwrap(), Claim::Fresh);
 }
+
+#[tokio::test]
+async fn a_completing_marker_whose_record_never_commits_expires_with_dedup_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let d = dedup(&db, Duration::from_millis(200), LONG);
+    assert_eq!(d.claim("r", "e").await.unwrap(), Claim::Fresh);
+    // A closed writer refuses the done record: the marker is all that is left of it.
+    db.close();
+    assert!(d.complete("r", "e").await.is_err());
+    assert_eq!(d.claim("r", "e").await.unwrap(), Claim::Duplicate);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        d.claim("r", "e").await.unwrap(),
+        Claim::Fresh,
+        "the marker outlived dedup_ttl"
+    );
+}
+
+#[test]
+fn expired_markers_of_both_kinds_are_pruned() {
+    let mut claims = Claims::default();
+    let then = Instant::now();
+    let now = then + Duration::from_millis(1);
+    for i in 0..PRUNE_EVERY - 1 {
+        let marker = match i % 2 {
+            0 => Pending::Claimed(then),
+            _ => Pending::Completing(then),
+        };
+        claims.insert(("r".into(), i.to_string()), marker, then);
+    }
+    assert_eq!(claims.until.len(), PRUNE_EVERY as usize - 1);
+    let live = Pending::Claimed(now + LONG);
+    claims.insert(("r".into(), "live".into()), live, now);
+    assert_eq!(claims.until.len(), 1, "expired markers pile up");
+}
