@@ -280,7 +280,9 @@ fn admin_off_loopback_is_warned_about() {
     let local =
         load(&GOOD.replace("[storage]", "[admin]\nlisten = \"[::1]:9090\"\n[storage]")).unwrap();
     assert!(!local.warnings.iter().any(|w| w.contains("admin.listen")));
+}
 
+#[test]
 fn route_dedup_defaults_to_id_and_takes_id_plus_body() {
     assert_eq!(load(GOOD).unwrap().routes[0].dedup, DedupOn::Id);
     let strict = GOOD.replace(
