@@ -1,7 +1,7 @@
 //! When to try again: the route's schedule, jittered so that a recovering upstream is not hit by
 //! every queued event in the same second, and never sooner than the upstream's `Retry-After`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::RetryPolicy;
 
@@ -38,6 +38,13 @@ pub fn next(
         .map(|d| d.min(MAX_RETRY_AFTER))
         .unwrap_or_default();
     Next::RetryIn(jittered.max(floor))
+}
+
+/// When a retry `delay` from now falls. The config caps delays far below what `SystemTime`
+/// holds; should one still overflow, the retry is due at once rather than a panic.
+pub fn at(delay: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(delay).unwrap_or(now)
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
