@@ -175,7 +175,10 @@ impl Cx {
         if let Some(p) = v.strip_prefix("file:")
             && secret::readable_by_others(&self.path(p))
         {
-            self.warn(key, format!("secret file {p} is readable by group or others; chmod 600 it"));
+            self.warn(
+                key,
+                format!("secret file {p} is readable by group or others; chmod 600 it"),
+            );
         }
         Ok((bytes, source))
     }

@@ -65,7 +65,10 @@ fn redis_url(cx: &mut Cx, v: &str) -> Result<RedisUrl, ConfigError> {
     }
     let url = RedisUrl::new(text);
     if source == Source::Literal && url.has_credentials() {
-        cx.warn(KEY, "password in the config file; use env:NAME or file:PATH in production");
+        cx.warn(
+            KEY,
+            "password in the config file; use env:NAME or file:PATH in production",
+        );
     }
     Ok(url)
 }

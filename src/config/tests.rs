@@ -2,6 +2,9 @@ use std::path::Path;
 
 use super::*;
 
+/// Holes `check` must refuse (TLS pair, CA bundles, signing keys, caps, redis_url, TOML errors).
+mod holes;
+
 const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:8443"

@@ -57,7 +57,7 @@ pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
     let compiled = if dev_pending {
         None
     } else {
-        Some(load_pair(&cert, &key).map_err(|e| pair_err(cx, e))?)
+        Some(load_pair(&cert, &key).map_err(|e| pair_err(cx, e, &cert, &key))?)
     };
     if compiled.is_some() && readable_by_others(&key) {
         cx.warn(
@@ -76,11 +76,23 @@ pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
     })
 }
 
-fn pair_err(cx: &Cx, e: TlsError) -> ConfigError {
+fn pair_err(cx: &Cx, e: TlsError, cert: &Path, key: &Path) -> ConfigError {
+    let (cert, key) = (cert.display(), key.display());
     match e {
         TlsError::Cert { path, problem } => cx.err("server.tls.cert", format!("{path}: {problem}")),
         TlsError::Key { path, problem } => cx.err("server.tls.key", format!("{path}: {problem}")),
-        other => cx.err("server.tls.key", other.to_string()),
+        TlsError::Rustls(rustls::Error::InvalidCertificate(why)) => cx.err(
+            "server.tls.cert",
+            format!("{cert}: not a usable certificate ({why:?})"),
+        ),
+        TlsError::Rustls(rustls::Error::InconsistentKeys(_)) => cx.err(
+            "server.tls.key",
+            format!("{key} does not match the certificate {cert}"),
+        ),
+        TlsError::Rustls(rustls::Error::General(why)) => {
+            cx.err("server.tls.key", format!("{key}: {why}"))
+        }
+        other => cx.err("server.tls", other.to_string()),
     }
 }
 
@@ -88,7 +100,12 @@ fn pair_err(cx: &Cx, e: TlsError) -> ConfigError {
 pub(super) fn upstream_tls(cx: &Cx, key: &str, path: PathBuf) -> Result<UpstreamTls, ConfigError> {
     let problem = |p: String| cx.err(key, format!("{}: {p}", path.display()));
     let certs = pem_certs(&path).map_err(problem)?;
-    let client = client_config(&certs).map_err(|e| problem(e.to_string()))?;
+    let client = client_config(&certs).map_err(|e| match e {
+        rustls::Error::InvalidCertificate(why) => {
+            problem(format!("not a usable CA certificate ({why:?})"))
+        }
+        other => problem(other.to_string()),
+    })?;
     Ok(UpstreamTls {
         ca: path,
         client: Arc::new(client),

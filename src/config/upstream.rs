@@ -117,10 +117,9 @@ fn upstream(cx: &Cx, k: &str, u: RawUpstream) -> Result<Upstream, ConfigError> {
     if u.suspend_after == 0 {
         return Err(cx.err(format!("{k}.suspend_after"), "must be at least 1"));
     }
-    let tls = u
-        .ca
-        .map(|p| upstream_tls(cx, &format!("{k}.ca"), cx.path(&p)))
-        .transpose()?;
+    let tls =
+        u.ca.map(|p| upstream_tls(cx, &format!("{k}.ca"), cx.path(&p)))
+            .transpose()?;
     Ok(Upstream {
         name: u.name,
         url,

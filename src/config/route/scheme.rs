@@ -99,7 +99,11 @@ pub(crate) fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Sch
 /// `forward_secret`: a Standard Webhooks signing key, `whsec_` + base64 (HMAC, `v1`) or `whsk_`
 /// + base64 of an Ed25519 seed (`v1a`), compiled into the signer delivery uses. Anything else
 /// (no prefix, a `whpk_` public key, bad base64) would forward unsigned, so it is refused here.
-pub(crate) fn forward_signer(cx: &mut Cx, key: &str, v: &str) -> Result<Arc<dyn Scheme>, ConfigError> {
+pub(crate) fn forward_signer(
+    cx: &mut Cx,
+    key: &str,
+    v: &str,
+) -> Result<Arc<dyn Scheme>, ConfigError> {
     let secret = cx.secret(key, v)?;
     let text = secret.expose();
     let body = [&b"whsec_"[..], b"whsk_"]
@@ -108,7 +112,13 @@ pub(crate) fn forward_signer(cx: &mut Cx, key: &str, v: &str) -> Result<Arc<dyn 
     let options = SchemeOptions::default();
     // An empty key is refused by the scheme itself ("whsec_" alone).
     let built = body.and_then(|_| {
-        verify::build("standard", vec![secret.clone()], Duration::from_secs(300), &options).ok()
+        verify::build(
+            "standard",
+            vec![secret.clone()],
+            Duration::from_secs(300),
+            &options,
+        )
+        .ok()
     });
     built.map(Arc::from).ok_or_else(|| {
         cx.err(
