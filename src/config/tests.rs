@@ -2,8 +2,8 @@ use std::path::Path;
 
 use super::*;
 
-/// Holes `check` must refuse (TLS pair, CA bundles, signing keys, caps, redis_url, TOML errors).
 mod holes;
+mod tls_files;
 
 const GOOD: &str = r#"
 [server]

@@ -96,9 +96,10 @@ pub(crate) fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Sch
         })
 }
 
-/// `forward_secret`: a Standard Webhooks signing key, `whsec_` + base64 (HMAC, `v1`) or `whsk_`
-/// + base64 of an Ed25519 seed (`v1a`), compiled into the signer delivery uses. Anything else
-/// (no prefix, a `whpk_` public key, bad base64) would forward unsigned, so it is refused here.
+/// `forward_secret`: a Standard Webhooks signing key, `whsec_` and base64 (HMAC, `v1`) or
+/// `whsk_` and base64 of an Ed25519 seed (`v1a`), compiled into the signer delivery uses.
+/// Anything else (no prefix, a `whpk_` public key, bad base64) would forward unsigned, so it
+/// is refused here.
 pub(crate) fn forward_signer(
     cx: &mut Cx,
     key: &str,
