@@ -55,6 +55,8 @@ pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
     let (cert, key) = (cx.path(&raw.cert), cx.path(&raw.key));
     let dev_pending = raw.dev_self_signed && !cert.exists() && !key.exists();
     let compiled = if dev_pending {
+        let note = "both files missing: `serve` will create a self-signed development pair";
+        cx.warn("server.tls", note);
         None
     } else {
         Some(load_pair(&cert, &key).map_err(|e| pair_err(cx, e, &cert, &key))?)

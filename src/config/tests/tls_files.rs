@@ -40,6 +40,7 @@ fn tls_pair_is_parsed_and_matched_at_load() {
 fn a_missing_development_pair_is_left_for_serve_to_create() {
     let d = Dir::new();
     let c = d.load(&with_tls(", dev_self_signed = true")).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("development pair")));
     assert!(c.server.tls.unwrap().compiled.is_none());
     assert!(!d.0.path().join("c.pem").exists(), "check creates nothing");
     d.write("c.pem", pair().cert.pem(), 0o644);
