@@ -69,7 +69,9 @@ impl EmbeddedDedup {
         if self.is_done(route, id)? {
             return Ok(Claim::Duplicate);
         }
-        claims.insert(key, now + self.claim_ttl, now);
+        // claim_ttl is capped at load; checked anyway, as an overflow would panic here.
+        let until = now.checked_add(self.claim_ttl).unwrap_or(now);
+        claims.insert(key, until, now);
         Ok(Claim::Fresh)
     }
 
