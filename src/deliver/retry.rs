@@ -65,6 +65,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_retry_time_past_the_clock_range_is_due_now_not_a_panic() {
+        let before = SystemTime::now();
+        assert!(at(Duration::MAX) <= SystemTime::now());
+        assert!(at(Duration::from_secs(60)) > before + Duration::from_secs(59));
+    }
+
     fn policy() -> RetryPolicy {
         let schedule = [30, 300, 1800, 7200].map(Duration::from_secs).to_vec();
         RetryPolicy {
