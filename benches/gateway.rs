@@ -68,11 +68,7 @@ async fn child(role: &str, dir: &Path) -> Result<(), Error> {
         return Ok(gateway.await??);
     }
     // The baseline gets hookgate's own rustls settings (TLS 1.3/1.2, ring, ALPN h2 + http/1.1).
-    let tls = hookgate::server::tls::server_config(&hookgate::config::TlsConfig {
-        cert: dir.join("bench.crt"),
-        key: dir.join("bench.key"),
-        dev_self_signed: false,
-    })?;
+    let tls = hookgate::server::tls::load_pair(&dir.join("bench.crt"), &dir.join("bench.key"))?;
     tokio::spawn(serve_200(ingress, Some(TlsAcceptor::from(tls))));
     stdin_closed.await?;
     Ok(())

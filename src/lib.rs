@@ -83,7 +83,8 @@ pub(crate) fn open_storage(s: &config::StorageConfig) -> Result<Storage, RunErro
             })
         }
         StorageBackend::Redis => {
-            let redis = redis_conn::Redis::connect(&s.redis_url, &s.key_prefix, s.op_timeout)?;
+            let redis =
+                redis_conn::Redis::connect(s.redis_url.expose(), &s.key_prefix, s.op_timeout)?;
             let queue = queue::redis_stream::RedisQueue::new(redis.clone(), s.visibility_timeout);
             tokio::spawn({
                 let redis = redis.clone();

@@ -8,12 +8,21 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use hookgate::config::Config;
 
-pub async fn send_test(
-    c: &Config,
-    route: &str,
-    payload: Option<PathBuf>,
-    url: Option<String>,
-) -> anyhow::Result<()> {
+use super::trust::Trust;
+
+/// `send-test`'s options besides the route.
+pub struct SendTest {
+    pub route: String,
+    pub payload: Option<PathBuf>,
+    pub url: Option<String>,
+    /// Verify the gateway against this bundle instead of pinning the configured certificate.
+    pub ca: Option<PathBuf>,
+    /// Verify nothing.
+    pub insecure: bool,
+}
+
+pub async fn send_test(c: &Config, opts: SendTest) -> anyhow::Result<()> {
+    let route = opts.route.as_str();
     let r = c
         .routes
         .iter()
@@ -23,8 +32,8 @@ pub async fn send_test(
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_secs() as i64;
     let id = format!("evt_test_{:016x}", rand::random::<u64>());
-    let body = match payload {
-        Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+    let body = match &opts.payload {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
         None => serde_json::json!({ "id": id, "type": "hookgate.test", "created": now, "data": { "object": { "hello": "world" } } })
             .to_string()
             .into_bytes(),
@@ -34,7 +43,7 @@ pub async fn send_test(
     } else {
         "http"
     };
-    let url = url.unwrap_or_else(|| {
+    let url = opts.url.clone().unwrap_or_else(|| {
         format!(
             "{scheme_str}://localhost:{}{}",
             c.server.listen.port(),
@@ -46,7 +55,7 @@ pub async fn send_test(
         req = req.header(n, v);
     }
     let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-    let client = hookgate::deliver::forward::client_with_roots(&dev_roots(c));
+    let client = client(c, &opts)?;
     let attempt = hookgate::deliver::forward::send(&client, req, Duration::from_secs(30)).await;
     match attempt.status {
         Some(s) => println!(
@@ -61,15 +70,20 @@ pub async fn send_test(
     Ok(())
 }
 
-/// The configured server certificate, trusted so `send-test` works against a development pair.
-fn dev_roots(c: &Config) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    let Some(tls) = &c.server.tls else {
-        return Vec::new();
+/// Pinned to the configured certificate unless `--ca` or `--insecure` say otherwise.
+fn client(c: &Config, opts: &SendTest) -> anyhow::Result<hookgate::deliver::forward::HttpClient> {
+    let trust = match (&opts.ca, opts.insecure, &c.server.tls) {
+        (_, true, _) => {
+            eprintln!("warning: --insecure: the gateway's certificate is not verified");
+            Trust::Insecure
+        }
+        (Some(ca), false, _) => Trust::Bundle(ca.clone()),
+        (None, false, Some(tls)) => Trust::Pinned(tls.cert.clone()),
+        (None, false, None) => return Ok(hookgate::deliver::forward::client()),
     };
-    rustls::pki_types::CertificateDer::pem_file_iter(&tls.cert)
-        .map(|it| it.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+    Ok(hookgate::deliver::forward::client_with_tls(
+        trust.client_config()?,
+    ))
 }
 
 pub async fn healthcheck(url: &str) -> anyhow::Result<()> {

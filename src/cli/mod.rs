@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod admin;
 mod dev;
+mod trust;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -58,6 +59,13 @@ enum Command {
         /// Gateway URL (default: the configured listener, host `localhost`).
         #[arg(long)]
         url: Option<String>,
+        /// Verify the gateway's certificate against this PEM bundle (default: trust exactly
+        /// the certificate in `server.tls.cert`).
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        ca: Option<PathBuf>,
+        /// Do not verify the gateway's certificate at all.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Dead-letter queue: list, show, replay, purge (through the admin API).
     Dlq {
@@ -172,10 +180,21 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
                 route,
                 payload,
                 url,
+                ca,
+                insecure,
                 ..
             },
             Some(c),
-        ) => dev::send_test(&c, &route, payload, url).await,
+        ) => {
+            let opts = dev::SendTest {
+                route,
+                payload,
+                url,
+                ca,
+                insecure,
+            };
+            dev::send_test(&c, opts).await
+        }
         (Command::Dlq { target, op, .. }, Some(c)) => admin::dlq(&c, &target, op).await,
         (
             Command::Deliveries {

@@ -4,10 +4,13 @@
 //! Relative paths (certificates, data directory, `file:` secrets) are resolved against the config
 //! file's directory, so the gateway behaves the same whatever directory it is started from.
 
+mod cx;
 mod raw;
 mod route;
 pub mod secret;
 mod storage;
+pub mod tls;
+mod toml_error;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -16,8 +19,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use cx::Cx;
+pub use cx::{MAX_DELAY, MAX_SIZE, MAX_TIMEOUT, MAX_TTL};
 pub use route::{DedupOn, RateLimit, RetryPolicy, Route};
-pub use secret::Secret;
+pub use secret::{RedisUrl, Secret};
+pub use tls::{TlsConfig, UpstreamTls};
 pub use upstream::Upstream;
 
 /// A config file that failed to load; the message names file, key and problem.
@@ -67,15 +73,6 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
-/// Certificate and key PEM files.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Create a self-signed development pair when both files are missing.
-    pub dev_self_signed: bool,
-}
-
 /// The admin listener.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -98,7 +95,8 @@ pub enum Backend {
 pub struct StorageConfig {
     pub backend: Backend,
     pub path: PathBuf,
-    pub redis_url: String,
+    /// Prints without its password; `env:`/`file:` references are resolved.
+    pub redis_url: RedisUrl,
     pub dedup_ttl: Duration,
     /// How long an in-flight claim blocks the same id (a crash frees it after this).
     pub claim_ttl: Duration,
@@ -130,17 +128,13 @@ impl Config {
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.into(),
-            message: e.to_string(),
+            message: toml_error::describe(&e, text),
         })?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut cx = Cx {
-            file: file.to_path_buf(),
-            base,
-            warnings: Vec::new(),
-        };
-        let server = server(&cx, raw.server)?;
+        let mut cx = Cx::new(file, base);
+        let server = server(&mut cx, raw.server)?;
         let admin = admin(&mut cx, raw.admin)?;
-        let storage = storage::storage(&cx, raw.storage)?;
+        let storage = storage::storage(&mut cx, raw.storage)?;
         let routes = route::routes(&mut cx, raw.routes)?;
         storage::check_visibility(&cx, &storage, &routes)?;
         Ok(Config {
@@ -149,108 +143,14 @@ impl Config {
             admin,
             storage,
             routes,
-            warnings: cx.warnings,
+            warnings: cx.into_warnings(),
         })
     }
 }
 
-/// Validation context: where errors point and where relative paths start.
-pub(crate) struct Cx {
-    file: PathBuf,
-    base: PathBuf,
-    warnings: Vec<String>,
-}
-
-impl Cx {
-    fn err(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        let (key, problem) = (key.into(), problem.into());
-        ConfigError::Invalid {
-            file: self.file.clone(),
-            key,
-            problem,
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.base.join(p)
-    }
-
-    fn duration(&self, key: &str, v: &str) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(v).map_err(|e| {
-            self.err(
-                key,
-                format!("bad duration {v:?} ({e}); write e.g. \"30s\", \"5m\", \"24h\""),
-            )
-        })
-    }
-
-    fn positive_duration(&self, key: &str, v: &str) -> Result<Duration, ConfigError> {
-        match self.duration(key, v)? {
-            d if d.is_zero() => Err(self.err(key, "must be greater than zero")),
-            d => Ok(d),
-        }
-    }
-
-    fn size(&self, key: &str, v: &str) -> Result<u64, ConfigError> {
-        match v.parse::<bytesize::ByteSize>() {
-            Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
-            Ok(_) => Err(self.err(key, "must be greater than zero")),
-            Err(e) => Err(self.err(
-                key,
-                format!("bad size {v:?} ({e}); write e.g. \"64KiB\", \"25MB\""),
-            )),
-        }
-    }
-
-    fn addr(&self, key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-        v.parse().map_err(|_| {
-            self.err(
-                key,
-                format!("bad socket address {v:?}; write e.g. \"0.0.0.0:8443\""),
-            )
-        })
-    }
-
-    fn cidrs(&self, key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
-        list.iter()
-            .enumerate()
-            .map(|(i, v)| self.cidr(&format!("{key}[{i}]"), v))
-            .collect()
-    }
-
-    fn cidr(&self, key: &str, v: &str) -> Result<IpNet, ConfigError> {
-        v.parse::<IpNet>()
-            .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| self.err(key, format!("bad CIDR or IP {v:?}")))
-    }
-
-    /// Resolves `env:NAME`, `file:PATH` or a literal (warned: it ends up in version control).
-    fn secret(&mut self, key: &str, v: &str) -> Result<Secret, ConfigError> {
-        let bytes = if let Some(name) = v.strip_prefix("env:") {
-            std::env::var(name)
-                .map_err(|_| self.err(key, format!("environment variable {name} is not set")))?
-                .into_bytes()
-        } else if let Some(p) = v.strip_prefix("file:") {
-            let text = std::fs::read_to_string(self.path(p))
-                .map_err(|e| self.err(key, format!("cannot read secret file {p}: {e}")))?;
-            text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()
-        } else {
-            self.warnings.push(format!(
-                "{}: {key}: literal secret in the config file; use env:NAME or file:PATH in production",
-                self.file.display()
-            ));
-            v.as_bytes().to_vec()
-        };
-        if bytes.is_empty() {
-            return Err(self.err(key, "secret is empty"));
-        }
-        Ok(Secret::new(bytes))
-    }
-}
-
-fn server(cx: &Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
+fn server(cx: &mut Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
     let tls = match (raw.tls, raw.insecure_http) {
-        (Some(t), _) => Some(tls(cx, t)?),
+        (Some(t), _) => Some(tls::tls(cx, t)?),
         (None, true) => None,
         (None, false) => {
             return Err(cx.err(
@@ -259,9 +159,7 @@ fn server(cx: &Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
             ));
         }
     };
-    if raw.max_connections == 0 {
-        return Err(cx.err("server.max_connections", "must be at least 1"));
-    }
+    cx.count("server.max_connections", raw.max_connections, 1 << 20)?;
     Ok(ServerConfig {
         listen: cx.addr("server.listen", &raw.listen)?,
         tls,
@@ -270,23 +168,6 @@ fn server(cx: &Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
         max_connections: raw.max_connections,
         trusted_proxies: cx.cidrs("server.trusted_proxies", &raw.trusted_proxies)?,
         shutdown_grace: cx.duration("server.shutdown_grace", &raw.shutdown_grace)?,
-    })
-}
-
-fn tls(cx: &Cx, raw: raw::RawTls) -> Result<TlsConfig, ConfigError> {
-    let (cert, key) = (cx.path(&raw.cert), cx.path(&raw.key));
-    let dev_pending = raw.dev_self_signed && !cert.exists() && !key.exists();
-    if !dev_pending {
-        for (k, p) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
-            if !p.is_file() {
-                return Err(cx.err(k, format!("file {} not found", p.display())));
-            }
-        }
-    }
-    Ok(TlsConfig {
-        cert,
-        key,
-        dev_self_signed: raw.dev_self_signed,
     })
 }
 
@@ -299,12 +180,14 @@ fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {
     if !listen.ip().is_loopback() {
         // The admin listener speaks plain HTTP: off loopback, the bearer token and the DLQ's
         // event bodies cross the network in clear (docs/security.md, "The admin listener").
-        cx.warnings.push(format!(
-            "{}: admin.listen: {listen} is NOT loopback and the admin listener has no TLS; \
-             anyone on that network can read /metrics and sniff the admin token. Bind it to \
-             127.0.0.1 and reach it through an SSH tunnel or a TLS-terminating proxy",
-            cx.file.display()
-        ));
+        cx.warn(
+            "admin.listen",
+            format_args!(
+                "{listen} is NOT loopback and the admin listener has no TLS; anyone on that \
+                 network can read /metrics and sniff the admin token. Bind it to 127.0.0.1 and \
+                 reach it through an SSH tunnel or a TLS-terminating proxy"
+            ),
+        );
     }
     Ok(AdminConfig { listen, token })
 }

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::raw::{RawRateLimit, RawRetry, RawRoute};
 use super::upstream::{Upstream, upstreams};
-use super::{ConfigError, Cx, Secret};
+use super::{ConfigError, Cx, MAX_DELAY};
 use crate::verify::Scheme;
 
 /// One webhook endpoint: what it accepts and where verified events go.
@@ -31,8 +31,9 @@ pub struct Route {
     /// JSON pointer to the event type in the body (else the scheme's event type).
     pub event_type: Option<String>,
     pub retry: RetryPolicy,
-    pub forward_secret: Option<Secret>,
-    /// What the dedup step compares (SPEC §3 `dedup`).
+    /// Re-signs deliveries (Standard Webhooks), built from `forward_secret` at load.
+    pub forward_signer: Option<Arc<dyn Scheme>>,
+    /// What the dedup step compares (`dedup` in config.example.toml).
     pub dedup: DedupOn,
 }
 
@@ -113,9 +114,9 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         event_type: r.event_type,
         retry: retry(cx, key, r.retry)?,
         dedup: dedup_on(cx, key, &r.dedup)?,
-        forward_secret: r
+        forward_signer: r
             .forward_secret
-            .map(|s| cx.secret(&format!("{key}.forward_secret"), &s))
+            .map(|s| scheme::forward_signer(cx, &format!("{key}.forward_secret"), &s))
             .transpose()?,
         name: r.name,
         path: r.path,
@@ -163,7 +164,7 @@ fn retry(cx: &Cx, key: &str, r: RawRetry) -> Result<RetryPolicy, ConfigError> {
         .schedule
         .iter()
         .enumerate()
-        .map(|(i, d)| cx.duration(&format!("{key}.retry.schedule[{i}]"), d))
+        .map(|(i, d)| cx.duration_within(&format!("{key}.retry.schedule[{i}]"), d, MAX_DELAY))
         .collect::<Result<_, _>>()?;
     if let Some(bad) = r.no_retry_on.iter().find(|s| !(100..=599).contains(*s)) {
         return Err(cx.err(

@@ -1,8 +1,14 @@
 //! `[storage]` validation, and the check that Redis leases outlive the slowest delivery.
 
-use super::{Backend, ConfigError, Cx, Route, StorageConfig, VISIBILITY_MARGIN, raw};
+use super::secret::{RedisUrl, Source};
+use super::{
+    Backend, ConfigError, Cx, MAX_DELAY, MAX_TTL, Route, StorageConfig, VISIBILITY_MARGIN, raw,
+};
 
-pub(super) fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, ConfigError> {
+/// redb's page cache is memory, not a byte count on the wire: it may exceed `MAX_SIZE`.
+const MAX_CACHE: u64 = 64 << 30;
+
+pub(super) fn storage(cx: &mut Cx, raw: raw::RawStorage) -> Result<StorageConfig, ConfigError> {
     let backend = match raw.backend.as_str() {
         "embedded" => Backend::Embedded,
         "redis" => Backend::Redis,
@@ -13,9 +19,7 @@ pub(super) fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, Co
             ));
         }
     };
-    if !raw.redis_url.starts_with("redis://") && !raw.redis_url.starts_with("rediss://") {
-        return Err(cx.err("storage.redis_url", "must start with redis:// or rediss://"));
-    }
+    let redis_url = redis_url(cx, &raw.redis_url)?;
     let prefix_ok = !raw.key_prefix.is_empty()
         && raw
             .key_prefix
@@ -30,15 +34,43 @@ pub(super) fn storage(cx: &Cx, raw: raw::RawStorage) -> Result<StorageConfig, Co
     Ok(StorageConfig {
         backend,
         path: cx.path(&raw.path),
-        redis_url: raw.redis_url,
-        dedup_ttl: cx.positive_duration("storage.dedup_ttl", &raw.dedup_ttl)?,
-        claim_ttl: cx.positive_duration("storage.claim_ttl", &raw.claim_ttl)?,
+        redis_url,
+        dedup_ttl: cx.positive_within("storage.dedup_ttl", &raw.dedup_ttl, MAX_TTL)?,
+        claim_ttl: cx.positive_within("storage.claim_ttl", &raw.claim_ttl, MAX_TTL)?,
         key_prefix: raw.key_prefix,
-        visibility_timeout: cx
-            .positive_duration("storage.visibility_timeout", &raw.visibility_timeout)?,
+        visibility_timeout: cx.positive_within(
+            "storage.visibility_timeout",
+            &raw.visibility_timeout,
+            MAX_DELAY,
+        )?,
         op_timeout: cx.positive_duration("storage.op_timeout", &raw.op_timeout)?,
-        cache_bytes: usize::try_from(cx.size("storage.cache", &raw.cache)?).unwrap_or(usize::MAX),
+        cache_bytes: usize::try_from(cx.size_within("storage.cache", &raw.cache, MAX_CACHE)?)
+            .unwrap_or(usize::MAX),
     })
+}
+
+/// `redis_url` may be `env:NAME` or `file:PATH` like a secret (it may carry a password); a
+/// literal with a password is warned about. Parsed by the Redis client here, not at connect.
+fn redis_url(cx: &mut Cx, v: &str) -> Result<RedisUrl, ConfigError> {
+    const KEY: &str = "storage.redis_url";
+    let (bytes, source) = cx.resolve(KEY, v)?;
+    let text = String::from_utf8(bytes).map_err(|_| cx.err(KEY, "is not UTF-8"))?;
+    if !text.starts_with("redis://") && !text.starts_with("rediss://") {
+        return Err(cx.err(KEY, "must start with redis:// or rediss://"));
+    }
+    if redis::IntoConnectionInfo::into_connection_info(text.as_str()).is_err() {
+        // Not the client's message: its detail may quote part of the URL.
+        let problem = "is not a usable Redis URL (check host, port, database number, query)";
+        return Err(cx.err(KEY, problem));
+    }
+    let url = RedisUrl::new(text);
+    if source == Source::Literal && url.has_credentials() {
+        cx.warn(
+            KEY,
+            "password in the config file; use env:NAME or file:PATH in production",
+        );
+    }
+    Ok(url)
 }
 
 /// With Redis, a lease outliving the visibility timeout is handed to another replica, so a slow

@@ -2,6 +2,9 @@ use std::path::Path;
 
 use super::*;
 
+mod holes;
+mod tls_files;
+
 const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:8443"

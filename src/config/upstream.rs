@@ -1,11 +1,14 @@
 //! `route.upstream` / `route.upstreams`: where verified events go, one queue lane per upstream.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawUpstream;
+use super::tls::{UpstreamTls, upstream_tls};
 use super::{ConfigError, Cx};
+
+/// Most attempts in flight to one upstream (it sizes a semaphore).
+const MAX_CONCURRENCY: usize = 4096;
 
 /// One delivery target of a route.
 #[derive(Debug, Clone)]
@@ -20,8 +23,8 @@ pub struct Upstream {
     pub probe_interval: Duration,
     /// Event-type globs; empty takes every event.
     pub events: Vec<String>,
-    /// Extra CA bundle (PEM) for an https upstream.
-    pub ca: Option<PathBuf>,
+    /// `ca`: an extra CA bundle for an https upstream, parsed into its client config at load.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Upstream {
@@ -110,25 +113,22 @@ fn upstream(cx: &Cx, k: &str, u: RawUpstream) -> Result<Upstream, ConfigError> {
             format!("{:?} must be an absolute http:// or https:// URL", u.url),
         ));
     }
-    if u.concurrency == 0 {
-        return Err(cx.err(format!("{k}.concurrency"), "must be at least 1"));
-    }
+    let concurrency = cx.count(&format!("{k}.concurrency"), u.concurrency, MAX_CONCURRENCY)?;
     if u.suspend_after == 0 {
         return Err(cx.err(format!("{k}.suspend_after"), "must be at least 1"));
     }
-    let ca = u.ca.map(|p| cx.path(&p));
-    if let Some(p) = ca.as_ref().filter(|p| !p.is_file()) {
-        return Err(cx.err(format!("{k}.ca"), format!("file {} not found", p.display())));
-    }
+    let tls =
+        u.ca.map(|p| upstream_tls(cx, &format!("{k}.ca"), cx.path(&p)))
+            .transpose()?;
     Ok(Upstream {
         name: u.name,
         url,
         timeout: cx.positive_duration(&format!("{k}.timeout"), &u.timeout)?,
-        concurrency: u.concurrency,
+        concurrency,
         suspend_after: u.suspend_after,
         probe_interval: cx.positive_duration(&format!("{k}.probe_interval"), &u.probe_interval)?,
         events: u.events,
-        ca,
+        tls,
     })
 }
 

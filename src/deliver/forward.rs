@@ -24,24 +24,12 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Builds the shared upstream client (webpki roots; ALPN picks h2 where the upstream offers it).
 pub fn client() -> HttpClient {
-    client_with_roots(&[])
+    let tls = crate::config::tls::client_config(&[]).expect("ring supports the default versions");
+    client_with_tls(tls)
 }
 
-/// Like `client`, also trusting `extra` certificates (a private CA, a development certificate).
-pub fn client_with_roots(extra: &[rustls::pki_types::CertificateDer<'static>]) -> HttpClient {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for cert in extra {
-        if let Err(e) = roots.add(cert.clone()) {
-            tracing::warn!(error = %e, "ignoring an unusable extra root certificate");
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .expect("ring supports the default protocol versions");
+/// A client with its own TLS settings (an upstream's CA bundle, compiled at load; `send-test`).
+pub fn client_with_tls(tls: rustls::ClientConfig) -> HttpClient {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

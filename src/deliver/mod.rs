@@ -19,7 +19,7 @@ use crate::config::{RetryPolicy, Route, Upstream};
 use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
-use crate::verify::{self, Scheme};
+use crate::verify::Scheme;
 use forward::{Attempt, HttpClient};
 pub use lane::{LaneState, Lanes};
 use retry::Next;
@@ -36,7 +36,7 @@ pub struct Shared {
 struct LaneWorker {
     upstream: Upstream,
     retry: RetryPolicy,
-    resign: Option<Box<dyn Scheme>>,
+    resign: Option<Arc<dyn Scheme>>,
     client: HttpClient,
     state: Arc<LaneState>,
     shared: Shared,
@@ -64,7 +64,7 @@ pub fn spawn(
             let w = LaneWorker {
                 upstream: up.clone(),
                 retry: route.retry.clone(),
-                resign: resigner(route),
+                resign: route.forward_signer.clone(),
                 client: client_for(up, &shared.client),
                 state,
                 shared: shared.clone(),
@@ -75,33 +75,12 @@ pub fn spawn(
     (Arc::new(lanes), set)
 }
 
-/// The forward secret is a Standard Webhooks key, so every consumer needs a single verifier.
-fn resigner(route: &Route) -> Option<Box<dyn Scheme>> {
-    let secret = route.forward_secret.as_ref()?;
-    let opts = Default::default();
-    verify::build(
-        "standard",
-        vec![secret.clone()],
-        Duration::from_secs(300),
-        &opts,
-    )
-    .inspect_err(|e| tracing::error!(route = %route.name, error = %e, "forward_secret unusable"))
-    .ok()
-}
-
 /// The shared client, or one that also trusts the upstream's own CA bundle.
+/// (Its TLS config was compiled at load, so nothing here can fail or fall back.)
 fn client_for(up: &Upstream, shared: &HttpClient) -> HttpClient {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let Some(ca) = &up.ca else {
-        return shared.clone();
-    };
-    match CertificateDer::pem_file_iter(ca).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
-        Ok(certs) => forward::client_with_roots(&certs),
-        Err(e) => {
-            tracing::error!(ca = %ca.display(), error = %e, "unusable CA bundle; using the default roots");
-            shared.clone()
-        }
+    match &up.tls {
+        Some(tls) => forward::client_with_tls((*tls.client).clone()),
+        None => shared.clone(),
     }
 }
 
@@ -199,7 +178,7 @@ impl LaneWorker {
             ),
         };
         match next {
-            Next::RetryIn(d) => log_err(q.retry(job, SystemTime::now() + d, &error).await, "retry"),
+            Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error).await, "retry"),
             Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
         }
     }

@@ -1,7 +1,7 @@
 //! When to try again: the route's schedule, jittered so that a recovering upstream is not hit by
 //! every queued event in the same second, and never sooner than the upstream's `Retry-After`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::RetryPolicy;
 
@@ -40,6 +40,13 @@ pub fn next(
     Next::RetryIn(jittered.max(floor))
 }
 
+/// When a retry `delay` from now falls. The config caps delays far below what `SystemTime`
+/// holds; should one still overflow, the retry is due at once rather than a panic.
+pub fn at(delay: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(delay).unwrap_or(now)
+}
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
 pub fn parse_retry_after(v: &http::HeaderValue) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
@@ -57,6 +64,13 @@ pub fn parse_retry_after(v: &http::HeaderValue) -> Option<Duration> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_retry_time_past_the_clock_range_is_due_now_not_a_panic() {
+        let before = SystemTime::now();
+        assert!(at(Duration::MAX) <= SystemTime::now());
+        assert!(at(Duration::from_secs(60)) > before + Duration::from_secs(59));
+    }
 
     fn policy() -> RetryPolicy {
         let schedule = [30, 300, 1800, 7200].map(Duration::from_secs).to_vec();

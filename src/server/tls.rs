@@ -3,17 +3,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
 
 /// Why TLS could not be set up; names the file, never prints key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A PEM file is missing or malformed.
+    /// The certificate file is missing, malformed or holds no certificate.
     #[error("{path}: {problem}")]
-    Pem { path: String, problem: String },
+    Cert { path: String, problem: String },
+    /// The key file is missing or malformed.
+    #[error("{path}: {problem}")]
+    Key { path: String, problem: String },
     /// rustls refused the pair (e.g. key does not match the certificate).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -43,35 +46,35 @@ impl Reloadable {
     }
 }
 
-/// Builds the acceptor config, creating the dev pair first when asked to and absent.
+/// The acceptor config compiled at load; with a development pair still to be made, creates it
+/// first and compiles it now.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    if let Some(compiled) = &cfg.compiled {
+        return Ok(compiled.clone());
+    }
     if cfg.dev_self_signed && !cfg.cert.exists() && !cfg.key.exists() {
         write_dev_pair(&cfg.cert, &cfg.key)?;
     }
-    let certs = CertificateDer::pem_file_iter(&cfg.cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| pem_err(&cfg.cert, e))?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: cfg.cert.display().to_string(),
-            problem: "no certificate".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| pem_err(&cfg.key, e))?;
+    load_pair(&cfg.cert, &cfg.key)
+}
+
+/// Parses both PEM files and checks that the key is the certificate's (rustls `keys_match`).
+pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs = crate::config::tls::pem_certs(cert).map_err(|problem| TlsError::Cert {
+        path: cert.display().to_string(),
+        problem,
+    })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        problem: crate::config::tls::pem_problem(e),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_single_cert(certs, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-fn pem_err(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
-    TlsError::Pem {
-        path: path.display().to_string(),
-        problem: e.to_string(),
-    }
 }
 
 /// Writes a self-signed pair for `localhost`/`127.0.0.1`, key readable by the owner only.

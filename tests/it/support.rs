@@ -326,6 +326,8 @@ pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("test.crt"), dir.join("test.key"));
     std::fs::write(&cert, pair.cert.pem()).unwrap();
     std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    // As an operator should: a key readable by others is warned about at load.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     (cert, key)
 }
 

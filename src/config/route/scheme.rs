@@ -2,12 +2,13 @@
 //! (`public_url`, `legacy_sha1`, `[route.hmac]`), validated with errors that name the key.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderName;
 use serde::Deserialize;
 
 use super::super::raw::RawRoute;
-use super::super::{ConfigError, Cx};
+use super::super::{ConfigError, Cx, MAX_DELAY};
 use crate::verify::{
     self, Algorithm, BuildError, Encoding, Field, Scheme, SchemeOptions, Spec, Template, Unit,
 };
@@ -57,7 +58,7 @@ fn d_unit() -> String {
 
 /// Builds the route's scheme; a problem is reported under `route[i].<key>`.
 pub(crate) fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Scheme>, ConfigError> {
-    let tolerance = cx.positive_duration(&format!("{key}.tolerance"), &r.tolerance)?;
+    let tolerance = cx.positive_within(&format!("{key}.tolerance"), &r.tolerance, MAX_DELAY)?;
     let mut secrets = Vec::with_capacity(r.secrets.len());
     for (i, s) in r.secrets.iter().enumerate() {
         secrets.push(cx.secret(&format!("{key}.secrets[{i}]"), s)?);
@@ -93,6 +94,40 @@ pub(crate) fn scheme(cx: &mut Cx, key: &str, r: &RawRoute) -> Result<Arc<dyn Sch
             }
             BuildError::BadOption { key: k, reason } => cx.err(format!("{key}.{k}"), reason),
         })
+}
+
+/// `forward_secret`: a Standard Webhooks signing key, `whsec_` and base64 (HMAC, `v1`) or
+/// `whsk_` and base64 of an Ed25519 seed (`v1a`), compiled into the signer delivery uses.
+/// Anything else (no prefix, a `whpk_` public key, bad base64) would forward unsigned, so it
+/// is refused here.
+pub(crate) fn forward_signer(
+    cx: &mut Cx,
+    key: &str,
+    v: &str,
+) -> Result<Arc<dyn Scheme>, ConfigError> {
+    let secret = cx.secret(key, v)?;
+    let text = secret.expose();
+    let body = [&b"whsec_"[..], b"whsk_"]
+        .iter()
+        .find_map(|p| text.strip_prefix(*p));
+    let options = SchemeOptions::default();
+    // An empty key is refused by the scheme itself ("whsec_" alone).
+    let built = body.and_then(|_| {
+        verify::build(
+            "standard",
+            vec![secret.clone()],
+            Duration::from_secs(300),
+            &options,
+        )
+        .ok()
+    });
+    built.map(Arc::from).ok_or_else(|| {
+        cx.err(
+            key,
+            "must be a Standard Webhooks signing key: whsec_ followed by base64 of the key \
+             (or whsk_ and base64 of an Ed25519 seed)",
+        )
+    })
 }
 
 /// An absolute http(s) URL, kept as written: the sender signs the exact text it was given.

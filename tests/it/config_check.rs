@@ -1,0 +1,236 @@
+//! The real binary on config holes (`check` exits 64 naming the key, never printing the secret)
+//! and `send-test` against a certificate made with `openssl req -x509` (CA:TRUE, pinned).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::process::{Proc, free_port};
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+/// A working config (embedded store, upstream on a free port) in a fresh directory; returns
+/// the directory, the file and the admin port.
+fn good_config() -> (tempfile::TempDir, PathBuf, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let upstream = format!("http://127.0.0.1:{}", free_port());
+    let text = config_text(
+        dir.path(),
+        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{admin}"),
+        &Opts::new(Store::Embedded, upstream),
+    );
+    let file = dir.path().join("hookgate.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, file, admin)
+}
+
+fn run(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env("HOOKGATE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// Writes `edit(good config)` as `bad.toml`, runs `check` on it and asserts exit 64, the key
+/// in the message and `secret` nowhere in the output.
+fn refused(
+    dir: &Path,
+    good: &Path,
+    edit: impl Fn(String) -> String,
+    key: &str,
+    secret: Option<&str>,
+) {
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, edit(std::fs::read_to_string(good).unwrap())).unwrap();
+    let out = run(&["check"], &bad);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(64), "{key}: {stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains(key),
+        "{key}: {stderr}"
+    );
+    if let Some(secret) = secret {
+        let leaked = stderr.contains(secret) || stdout.contains(secret);
+        assert!(!leaked, "{secret} leaked: {stderr}");
+    }
+}
+
+#[test]
+fn check_refuses_every_config_hole_with_64_naming_the_key() {
+    let (dir, good, _) = good_config();
+    assert!(run(&["check"], &good).status.success());
+    let d = dir.path();
+    let route_key = |line: &'static str| {
+        move |t: String| t.replacen("upstream = {", &format!("{line}\nupstream = {{"), 1)
+    };
+    refused(
+        d,
+        &good,
+        route_key("forward_secret = \"hunter2!\""),
+        "route[0].forward_secret",
+        Some("hunter2"),
+    );
+    std::fs::write(
+        d.join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cert = d.join("test.crt").display().to_string();
+    let garbage = d.join("garbage.pem").display().to_string();
+    refused(
+        d,
+        &good,
+        |t| t.replace(&cert, &garbage),
+        "server.tls.cert",
+        None,
+    );
+    refused(
+        d,
+        &good,
+        |t| {
+            t.replacen(
+                ", probe_interval",
+                ", ca = \"garbage.pem\", probe_interval",
+                1,
+            )
+        },
+        "route[0].upstream.ca",
+        None,
+    );
+    refused(
+        d,
+        &good,
+        |t| {
+            t.replace(
+                "op_timeout = \"1s\"",
+                "op_timeout = \"1s\"\nclaim_ttl = \"3650d\"",
+            )
+        },
+        "storage.claim_ttl",
+        None,
+    );
+    refused(
+        d,
+        &good,
+        |t| {
+            t.replace(
+                &format!("\"{STRIPE_SECRET}\""),
+                "\"whsec_SECRET_ON_A_BROKEN_LINE",
+            )
+        },
+        "column",
+        Some("SECRET_ON_A_BROKEN_LINE"),
+    );
+}
+
+#[test]
+fn check_leaves_a_missing_development_pair_for_serve_to_create() {
+    let (dir, good, _) = good_config();
+    let text = std::fs::read_to_string(&good).unwrap();
+    let dev = dir.path().join("dev");
+    let (cert, key) = (dev.join("dev.crt"), dev.join("dev.key"));
+    let text = text
+        .replace(
+            &dir.path().join("test.crt").display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(
+            &format!("{}\" }}", dir.path().join("test.key").display()),
+            &format!("{}\", dev_self_signed = true }}", key.display()),
+        );
+    std::fs::write(&good, text).unwrap();
+    let out = run(&["check"], &good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cert.exists() && !key.exists(), "check created files");
+}
+
+/// `openssl req -x509` makes a self-signed certificate marked CA:TRUE, which webpki refuses
+/// as an end entity; `send-test` pins it instead.
+fn openssl_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("openssl.crt"), dir.join("openssl.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req -x509 failed");
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_trusts_an_openssl_self_signed_certificate() {
+    let (dir, config, admin) = good_config();
+    let (cert, key) = openssl_pair(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &dir.path().join("test.crt").display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(
+            &dir.path().join("test.key").display().to_string(),
+            &key.display().to_string(),
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Proc::spawn(&config, admin);
+    gw.wait_healthy(&client(&cert)).await;
+
+    let pinned = run(&["send-test", "--route", "stripe"], &config);
+    let stdout = String::from_utf8_lossy(&pinned.stdout);
+    assert!(
+        pinned.status.success() && stdout.contains("answered 200") && stdout.contains("accepted"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
+
+    let insecure = run(&["send-test", "--route", "stripe", "--insecure"], &config);
+    assert!(insecure.status.success());
+    assert!(String::from_utf8_lossy(&insecure.stderr).contains("--insecure"));
+
+    // Normal webpki verification refuses this very certificate as a server's: pinning is what
+    // makes it work.
+    let as_ca = run(
+        &[
+            "send-test",
+            "--route",
+            "stripe",
+            "--ca",
+            &cert.display().to_string(),
+        ],
+        &config,
+    );
+    let err = String::from_utf8_lossy(&as_ca.stderr);
+    assert!(
+        !as_ca.status.success() && err.contains("CaUsedAsEndEntity"),
+        "{err}"
+    );
+
+    let elsewhere = dir.path().join("other");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let other = write_cert(&elsewhere).0.display().to_string();
+    let wrong_ca = run(&["send-test", "--route", "stripe", "--ca", &other], &config);
+    assert!(
+        !wrong_ca.status.success(),
+        "a bundle that does not sign the certificate is refused"
+    );
+}
