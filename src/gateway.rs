@@ -23,6 +23,8 @@ struct Base {
     dedup: crate::dedup::Dedup,
     metrics: Arc<metrics::Metrics>,
     client: deliver::forward::HttpClient,
+    /// `server.max_inflight_body`, shared by every generation of the ingress.
+    body_budget: ingest::body::Budget,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -66,6 +68,7 @@ impl Base {
             metrics: self.metrics.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             body_timeout: config.server.body_timeout,
+            body_budget: self.body_budget.clone(),
         }
     }
 
@@ -101,6 +104,7 @@ pub async fn run(
         dedup,
         metrics: Arc::new(metrics::Metrics::new()),
         client: deliver::forward::client(),
+        body_budget: ingest::body::Budget::new(config.server.max_inflight_body),
         shutdown: shutdown.clone(),
     };
     let mut generation = Generation::start(&config, &base);
@@ -155,13 +159,19 @@ fn serve(
     tls: Option<Arc<Reloadable>>,
     shutdown: &watch::Receiver<bool>,
 ) -> (Task, Task) {
+    let s = &config.server;
     let limits = server::Limits {
-        max_connections: config.server.max_connections,
-        header_timeout: config.server.header_timeout,
-        grace: config.server.shutdown_grace,
+        max_connections: s.max_connections,
+        max_per_ip: Some(s.max_connections_per_ip),
+        header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
+        grace: s.shutdown_grace,
+        max_body: config.routes.iter().map(|r| r.max_body).max().unwrap_or(0),
     };
+    // The admin listener is meant for loopback, where every client is one address.
     let admin_limits = server::Limits {
         max_connections: 64,
+        max_per_ip: None,
         ..limits.clone()
     };
     let admin = admin.clone();
@@ -227,6 +237,18 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
         (
             "server.header_timeout",
             a.server.header_timeout != b.server.header_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            a.server.idle_timeout != b.server.idle_timeout,
+        ),
+        (
+            "server.max_connections_per_ip",
+            a.server.max_connections_per_ip != b.server.max_connections_per_ip,
+        ),
+        (
+            "server.max_inflight_body",
+            a.server.max_inflight_body != b.server.max_inflight_body,
         ),
         (
             "server.shutdown_grace",

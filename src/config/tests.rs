@@ -2,6 +2,8 @@ use std::path::Path;
 
 use super::*;
 
+mod server;
+
 const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:8443"
