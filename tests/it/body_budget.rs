@@ -66,7 +66,7 @@ async fn send_slowly(dir: &Path, port: u16, n: usize, chunked: bool) -> String {
     let pad = "a".repeat(BODY - 12);
     let body = format!(r#"{{"pad":"{pad}"}}"#).into_bytes();
     let mut head =
-        format!("POST /webhooks/github HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+        "POST /webhooks/github HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n".to_owned();
     for (name, value) in github_headers(&format!("delivery-{n}"), &body) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
