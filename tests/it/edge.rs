@@ -198,45 +198,41 @@ async fn h2_connection_without_a_stream_is_closed_within_header_timeout() {
     gw.finish().await;
 }
 
+/// Sends one request on a fresh connection speaking `alpn`, then waits until the server closes
+/// it; returns the time since the request was sent (the server's idle clock starts later).
+async fn closed_when_idle(gw: &Gateway, alpn: &[u8], id: &str) -> Duration {
+    let tls = TokioIo::new(tls_from(gw.dir.path(), local(), gw.addr, alpn).await);
+    let sent = Instant::now();
+    // The client half is kept: a client drops its connection once no handle can send on it.
+    let (conn, _client): (_, Box<dyn std::any::Any>) = if alpn == b"h2" {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), tls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let resp = send.send_request(stripe_request(gw, id, true)).await;
+        assert_eq!(resp.unwrap().status(), 200);
+        (conn, Box::new(send))
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(tls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let resp = send.send_request(stripe_request(gw, id, false)).await;
+        assert_eq!(resp.unwrap().status(), 200);
+        (conn, Box::new(send))
+    };
+    tokio::time::timeout(IDLE_TIMEOUT + SLACK * 2, conn)
+        .await
+        .expect("the server closed the idle connection in time")
+        .ok();
+    sent.elapsed()
+}
+
 #[tokio::test]
 async fn idle_h2_and_h1_connections_are_closed_after_idle_timeout() {
     let gw = short_timeouts().await;
-    let tls = tls_from(gw.dir.path(), local(), gw.addr, b"h2").await;
-    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    let h2 = tokio::spawn(conn);
-    let resp = send
-        .send_request(stripe_request(&gw, "evt_h2_idle", true))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let answered = Instant::now();
-    tokio::time::timeout(IDLE_TIMEOUT + SLACK * 2, h2)
-        .await
-        .expect("h2 closed in time")
-        .ok();
-    assert_closed_at("idle h2", answered.elapsed(), IDLE_TIMEOUT);
-
-    let tls = tls_from(gw.dir.path(), local(), gw.addr, b"http/1.1").await;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    let h1 = tokio::spawn(conn);
-    let resp = send
-        .send_request(stripe_request(&gw, "evt_h1_idle", false))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let answered = Instant::now();
-    tokio::time::timeout(IDLE_TIMEOUT + SLACK * 2, h1)
-        .await
-        .expect("h1 closed in time")
-        .ok();
-    assert_closed_at("idle h1 keep-alive", answered.elapsed(), IDLE_TIMEOUT);
+    let h2 = closed_when_idle(&gw, b"h2", "evt_h2_idle").await;
+    assert_closed_at("idle h2", h2, IDLE_TIMEOUT);
+    let h1 = closed_when_idle(&gw, b"http/1.1", "evt_h1_idle").await;
+    assert_closed_at("idle h1 keep-alive", h1, IDLE_TIMEOUT);
     gw.finish().await;
 }
 
