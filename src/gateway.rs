@@ -163,6 +163,7 @@ fn serve(
     let limits = server::Limits {
         max_connections: s.max_connections,
         max_per_ip: Some(s.max_connections_per_ip),
+        per_ip_exempt: s.trusted_proxies.clone(),
         header_timeout: s.header_timeout,
         idle_timeout: s.idle_timeout,
         grace: s.shutdown_grace,

@@ -94,6 +94,7 @@ pub async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
     let limits = hookgate::server::Limits {
         max_connections: 256,
         max_per_ip: None,
+        per_ip_exempt: Vec::new(),
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         grace: Duration::from_secs(1),

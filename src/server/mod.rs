@@ -32,6 +32,9 @@ use per_ip::PerIp;
 const H2_MAX_STREAMS: u32 = 100;
 /// HTTP/2 header block limit (hyper's default, stated): webhook headers are small.
 const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+/// HTTP/1 read buffer per connection (hyper's default is 400 KiB): bounds what a request head can
+/// occupy, and is plenty for webhook heads.
+const H1_MAX_BUF: usize = 64 * 1024;
 /// Every this long an HTTP/2 connection is pinged, and closed when the answer takes longer
 /// than `H2_PING_TIMEOUT`: a vanished peer does not hold a connection forever.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -43,6 +46,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections per client address (IPv6: /64); `None` for no per-address limit.
     pub max_per_ip: Option<usize>,
+    /// Peers never limited per address: trusted proxies carry many clients.
+    pub per_ip_exempt: Vec<ipnet::IpNet>,
     /// From accept to a complete first request head, TLS handshake included.
     pub header_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
@@ -64,18 +69,20 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = limits.max_per_ip.map(PerIp::new);
+    let per_ip = limits
+        .max_per_ip
+        .map(|n| PerIp::new(n, &limits.per_ip_exempt));
     let builder = builder(&limits);
     let limits = Arc::new(limits);
     let mut open = JoinSet::new();
     while let Some((stream, peer, permit)) = accept(&listener, &permits, &mut shutdown).await {
         while open.try_join_next().is_some() {}
-        let slot = match per_ip.as_ref().map(|p| p.admit(peer.ip())) {
-            Some(None) => {
+        let slot = match per_ip.as_ref().map(|p| p.admit(peer.ip())).transpose() {
+            Ok(slot) => slot.flatten(),
+            Err(per_ip::AtLimit) => {
                 tracing::debug!(%peer, "too many connections from this address; closed");
                 continue;
             }
-            slot => slot.flatten(),
         };
         let conn = Conn {
             builder: builder.clone(),
@@ -133,6 +140,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
+        .max_buf_size(H1_MAX_BUF)
         .header_read_timeout(limits.header_timeout.max(limits.idle_timeout));
     let (stream_window, conn_window) = h2_windows(limits.max_body);
     builder
