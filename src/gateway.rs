@@ -24,6 +24,8 @@ struct Base {
     dedup: crate::dedup::Dedup,
     metrics: Arc<metrics::Metrics>,
     client: deliver::forward::HttpClient,
+    /// `server.max_inflight_body`, shared by every generation of the ingress.
+    body_budget: ingest::body::Budget,
     shutdown: watch::Receiver<bool>,
     /// Admission tasks of every generation of the ingress (they outlive dropped requests).
     admissions: TaskTracker,
@@ -70,6 +72,7 @@ impl Base {
             trusted_proxies: config.server.trusted_proxies.clone(),
             body_timeout: config.server.body_timeout,
             tasks: self.admissions.clone(),
+            body_budget: self.body_budget.clone(),
         }
     }
 
@@ -105,6 +108,7 @@ pub async fn run(
         dedup,
         metrics: Arc::new(metrics::Metrics::new()),
         client: deliver::forward::client(),
+        body_budget: ingest::body::Budget::new(config.server.max_inflight_body),
         shutdown: shutdown.clone(),
         admissions: TaskTracker::new(),
     };
@@ -163,13 +167,20 @@ fn serve(
     tls: Option<Arc<Reloadable>>,
     shutdown: &watch::Receiver<bool>,
 ) -> (Task, Task) {
+    let s = &config.server;
     let limits = server::Limits {
-        max_connections: config.server.max_connections,
-        header_timeout: config.server.header_timeout,
-        grace: config.server.shutdown_grace,
+        max_connections: s.max_connections,
+        max_per_ip: Some(s.max_connections_per_ip),
+        per_ip_exempt: s.trusted_proxies.clone(),
+        header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
+        grace: s.shutdown_grace,
+        max_body: config.routes.iter().map(|r| r.max_body).max().unwrap_or(0),
     };
+    // The admin listener is meant for loopback, where every client is one address.
     let admin_limits = server::Limits {
         max_connections: 64,
+        max_per_ip: None,
         ..limits.clone()
     };
     let admin = admin.clone();
@@ -235,6 +246,18 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
         (
             "server.header_timeout",
             a.server.header_timeout != b.server.header_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            a.server.idle_timeout != b.server.idle_timeout,
+        ),
+        (
+            "server.max_connections_per_ip",
+            a.server.max_connections_per_ip != b.server.max_connections_per_ip,
+        ),
+        (
+            "server.max_inflight_body",
+            a.server.max_inflight_body != b.server.max_inflight_body,
         ),
         (
             "server.shutdown_grace",

@@ -107,8 +107,12 @@ pub async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
     tokio::spawn(hookgate::shutdown::on_signal(tx));
     let limits = hookgate::server::Limits {
         max_connections: 256,
+        max_per_ip: None,
+        per_ip_exempt: Vec::new(),
         header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
         grace: Duration::from_secs(1),
+        max_body: 25 << 20,
     };
     hookgate::server::serve(listener, None, limits, |req, _| print_request(req), rx).await;
     Ok(())

@@ -67,8 +67,15 @@ pub struct ServerConfig {
     /// `None` only with `insecure_http = true`.
     pub tls: Option<TlsConfig>,
     pub body_timeout: Duration,
+    /// From accept to a complete first request head, TLS handshake included.
     pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+    /// Request body bytes held in memory at once, all connections and streams together.
+    pub max_inflight_body: u64,
     pub trusted_proxies: Vec<IpNet>,
     pub shutdown_grace: Duration,
 }
@@ -110,6 +117,12 @@ pub struct StorageConfig {
     pub cache_bytes: usize,
 }
 
+/// Connection timeouts longer than this are a typo, not a setting.
+const MAX_CONN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The body budget is counted in semaphore permits, taken at most `u32::MAX` at a time.
+const MAX_INFLIGHT_BODY: u64 = 4 << 30;
+
 /// Time for bookkeeping around a delivery attempt (lease to start, outcome write), added to the
 /// upstream timeout and `op_timeout` when checking `visibility_timeout`.
 pub const VISIBILITY_MARGIN: Duration = Duration::from_secs(5);
@@ -137,6 +150,7 @@ impl Config {
         let storage = storage::storage(&mut cx, raw.storage)?;
         let routes = route::routes(&mut cx, raw.routes)?;
         storage::check_visibility(&cx, &storage, &routes)?;
+        check_inflight(&cx, &server, &routes)?;
         Ok(Config {
             source: file.into(),
             server,
@@ -159,16 +173,70 @@ fn server(cx: &mut Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError>
             ));
         }
     };
-    cx.count("server.max_connections", raw.max_connections, 1 << 20)?;
+    let (max_connections, max_connections_per_ip) =
+        connection_counts(cx, raw.max_connections, raw.max_connections_per_ip)?;
+    let inflight = cx.size_within(
+        "server.max_inflight_body",
+        &raw.max_inflight_body,
+        MAX_INFLIGHT_BODY,
+    )?;
     Ok(ServerConfig {
         listen: cx.addr("server.listen", &raw.listen)?,
         tls,
         body_timeout: cx.positive_duration("server.body_timeout", &raw.body_timeout)?,
-        header_timeout: cx.positive_duration("server.header_timeout", &raw.header_timeout)?,
-        max_connections: raw.max_connections,
+        header_timeout: timeout(cx, "server.header_timeout", &raw.header_timeout)?,
+        idle_timeout: timeout(cx, "server.idle_timeout", &raw.idle_timeout)?,
+        max_connections,
+        max_connections_per_ip,
+        max_inflight_body: inflight,
         trusted_proxies: cx.cidrs("server.trusted_proxies", &raw.trusted_proxies)?,
         shutdown_grace: cx.duration("server.shutdown_grace", &raw.shutdown_grace)?,
     })
+}
+
+fn timeout(cx: &Cx, key: &str, v: &str) -> Result<Duration, ConfigError> {
+    cx.positive_within(key, v, MAX_CONN_TIMEOUT)
+}
+
+/// `max_connections` and the per-IP share of it (the default shrinks to fit a small total).
+fn connection_counts(
+    cx: &Cx,
+    total: usize,
+    per_ip: Option<usize>,
+) -> Result<(usize, usize), ConfigError> {
+    // Above ~usize::MAX >> 3 a tokio Semaphore panics; a million is far beyond one process.
+    cx.count("server.max_connections", total, 1 << 20)?;
+    let per_ip = match per_ip {
+        None => raw::D_MAX_CONNECTIONS_PER_IP.min(total),
+        Some(0) => return Err(cx.err("server.max_connections_per_ip", "must be at least 1")),
+        Some(n) if n > total => {
+            return Err(cx.err(
+                "server.max_connections_per_ip",
+                format!("{n} is over server.max_connections ({total})"),
+            ));
+        }
+        Some(n) => n,
+    };
+    Ok((total, per_ip))
+}
+
+/// The body budget must hold at least one body of every route, or that route could never accept.
+fn check_inflight(cx: &Cx, server: &ServerConfig, routes: &[Route]) -> Result<(), ConfigError> {
+    let Some(biggest) = routes.iter().max_by_key(|r| r.max_body) else {
+        return Ok(());
+    };
+    if server.max_inflight_body < biggest.max_body {
+        return Err(cx.err(
+            "server.max_inflight_body",
+            format!(
+                "{} is smaller than route {:?} max_body ({}); raise it or lower max_body",
+                bytesize::ByteSize(server.max_inflight_body),
+                biggest.name,
+                bytesize::ByteSize(biggest.max_body),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {

@@ -31,8 +31,14 @@ pub struct RawServer {
     pub body_timeout: String,
     #[serde(default = "d_header_timeout")]
     pub header_timeout: String,
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout: String,
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
+    /// Default `min(256, max_connections)`; an explicit value over `max_connections` is refused.
+    pub max_connections_per_ip: Option<usize>,
+    #[serde(default = "d_max_inflight_body")]
+    pub max_inflight_body: String,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     #[serde(default = "d_grace")]
@@ -216,8 +222,15 @@ fn d_body_timeout() -> String {
 fn d_header_timeout() -> String {
     s("10s")
 }
+fn d_idle_timeout() -> String {
+    s("60s")
+}
 fn d_max_connections() -> usize {
     10_000
+}
+pub(super) const D_MAX_CONNECTIONS_PER_IP: usize = 256;
+fn d_max_inflight_body() -> String {
+    s("64MiB")
 }
 fn d_grace() -> String {
     s("30s")

@@ -3,6 +3,7 @@ use std::path::Path;
 use super::*;
 
 mod holes;
+mod server;
 mod tls_files;
 
 const GOOD: &str = r#"

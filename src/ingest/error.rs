@@ -39,6 +39,9 @@ pub enum IngestError {
     /// The same event id is being accepted right now on another connection or replica.
     #[error("event in flight")]
     InFlight,
+    /// Bodies in flight already fill `server.max_inflight_body`: the sender must retry.
+    #[error("overloaded")]
+    Overloaded,
     /// The durable enqueue failed: the sender must retry.
     #[error("queue unavailable")]
     Unavailable,
@@ -57,7 +60,7 @@ impl IngestError {
             IngestError::BodyRead => StatusCode::BAD_REQUEST,
             IngestError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngestError::InFlight => StatusCode::CONFLICT,
-            IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded | IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -73,6 +76,7 @@ impl IngestError {
             IngestError::BodyRead => "body_read_failed",
             IngestError::Verify(e) => e.code(),
             IngestError::InFlight => "in_flight",
+            IngestError::Overloaded => "overloaded",
             IngestError::Unavailable => "queue_unavailable",
         }
     }
@@ -82,7 +86,7 @@ impl IngestError {
             IngestError::RateLimited { retry_after } => {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
-            IngestError::InFlight => Some(1),
+            IngestError::InFlight | IngestError::Overloaded => Some(1),
             IngestError::Unavailable => Some(5),
             _ => None,
         }

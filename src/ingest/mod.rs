@@ -5,6 +5,7 @@
 //! requests cannot poison it. The upstream is never on this path.
 
 mod accept;
+pub mod body;
 pub mod error;
 pub mod limit;
 pub mod route;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use ipnet::IpNet;
@@ -60,6 +61,8 @@ pub struct Ingress {
     pub body_timeout: Duration,
     /// Owns the admission tasks, which outlive a client that goes away (see `accept`).
     pub tasks: TaskTracker,
+    /// `server.max_inflight_body`: body bytes held in memory, all requests together.
+    pub body_budget: body::Budget,
 }
 
 /// A successful answer.
@@ -116,7 +119,16 @@ impl Ingress {
         }
         self.admit(&route, &req, peer)?;
         let (parts, body) = req.into_parts();
-        let body = read_body(&parts.headers, body, route.cfg.max_body, self.body_timeout).await?;
+        let max = route.cfg.max_body;
+        // `_held` keeps the body's bytes reserved until the request is answered.
+        let (body, _held) = body::read_body(
+            &parts.headers,
+            body,
+            max,
+            self.body_timeout,
+            &self.body_budget,
+        )
+        .await?;
         let unverified = Unverified {
             headers: &parts.headers,
             body: &body,
@@ -218,30 +230,6 @@ fn fan_out(route: &Route, base: Event) -> Vec<Event> {
             ..base.clone()
         })
         .collect()
-}
-
-/// Reads the whole body: refused up front when `Content-Length` is over `max`, cut off when a
-/// streamed body grows past it, and bounded in time so a slow sender cannot hold a worker.
-async fn read_body(
-    headers: &HeaderMap,
-    body: Incoming,
-    max: u64,
-    timeout: Duration,
-) -> Result<Bytes, IngestError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(IngestError::TooLarge);
-    }
-    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => Err(IngestError::BodyTimeout),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::TooLarge),
-        Ok(Err(_)) => Err(IngestError::BodyRead),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
 
 /// The provider's headers as the upstream should see them: no hop-by-hop, no `X-Hookgate-*`.

@@ -1,8 +1,10 @@
 //! End-to-end tests: the gateway on 127.0.0.1:0 with real TLS, a real sink upstream, real files.
 
+mod body_budget;
 mod config_check;
 mod config_files;
 mod delivery;
+mod edge;
 mod engine;
 mod fuzz_regressions;
 mod hmac_config;

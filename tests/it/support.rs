@@ -288,6 +288,8 @@ pub struct Opts {
     /// Unique per `Opts::new`: copies of one `Opts` share a Redis keyspace.
     pub key_prefix: String,
     pub visibility_timeout: &'static str,
+    /// Extra `[server]` lines.
+    pub server_extra: String,
 }
 
 impl Opts {
@@ -308,6 +310,7 @@ impl Opts {
             key_prefix,
             // Upstream timeout 2s + op_timeout 1s + the 5s margin < 9s.
             visibility_timeout: "9s",
+            server_extra: String::new(),
         }
     }
 
@@ -341,6 +344,7 @@ listen = "{listen}"
 tls = {{ cert = "{cert}", key = "{key}" }}
 shutdown_grace = "5s"
 body_timeout = "2s"
+{server_extra}
 [admin]
 listen = "{admin}"
 token = "test-admin-token"
@@ -398,6 +402,7 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         redis_url = o.redis_url,
         prefix = o.key_prefix,
         vt = o.visibility_timeout,
+        server_extra = o.server_extra,
     )
 }
 
