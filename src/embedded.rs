@@ -4,6 +4,7 @@
 //! Every write goes through one writer thread ([`writer`]) that batches whatever is waiting
 //! into a single fsync'd transaction (group commit). Reads open their own snapshot at once.
 
+mod slot;
 mod sweep;
 mod writer;
 
@@ -12,9 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::StorageErrors;
+use slot::Slot;
 use writer::{Call, Op};
 
 /// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
@@ -56,6 +59,21 @@ pub enum StorageError {
     /// The writer thread has stopped (closed, or it died).
     #[error("storage writer is closed")]
     Closed,
+    /// A write failed on the file (a full disk): writes are refused until the database has
+    /// been reopened and commits again.
+    #[error("storage is failing and recovering")]
+    Unavailable,
+}
+
+impl StorageError {
+    /// Whether redb failed on the file itself, after which the database must be reopened.
+    pub(crate) fn is_io(&self) -> bool {
+        let Self::Db(e) = self else { return false };
+        matches!(
+            **e,
+            redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+        )
+    }
 }
 
 macro_rules! from_redb {
@@ -97,7 +115,7 @@ impl WeakDb {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     // None once closed: later writes fail with `StorageError::Closed`.
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -117,16 +135,13 @@ impl Db {
     /// which a gateway with a long backlog would otherwise grow into).
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Db, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
-        let mut builder = redb::Builder::new();
-        builder.set_cache_size(cache_bytes);
-        let db = Arc::new(builder.create(dir.join(FILE_NAME))?);
-        create_tables(&db)?;
+        let slot = Slot::open(dir.join(FILE_NAME), cache_bytes)?;
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let writer = writer::spawn(Arc::clone(&db), rx, Arc::clone(&commits))
+        let writer = writer::spawn(Arc::clone(&slot), rx, Arc::clone(&commits))
             .map_err(|e| StorageError::Io(Arc::new(e)))?;
         let inner = Inner {
-            db,
+            slot,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             commits,
@@ -146,6 +161,24 @@ impl Db {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
+    /// Whether writes commit: false from a failed commit on the file (a full disk) until the
+    /// database has been reopened and a write committed again.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.slot.is_healthy()
+    }
+
+    /// Returns once storage is healthy (at once when it is).
+    pub(crate) async fn healthy(&self) {
+        let mut health = self.inner.slot.health();
+        // An error means the writer is gone; the caller's next operation then says so.
+        let _ = health.wait_for(|healthy| *healthy).await.is_ok();
+    }
+
+    /// The counter of storage errors by operation, for `/metrics` (shared, not a copy).
+    pub fn errors(&self) -> StorageErrors {
+        self.inner.slot.errors.clone()
+    }
+
     /// Stops the writer after it has committed every op already sent, and waits for it.
     ///
     /// Blocks the calling thread for at most one batch; later writes fail with `Closed`.
@@ -163,7 +196,7 @@ impl Db {
 
     /// Opens a read snapshot that sees every commit finished before this call.
     pub(crate) fn read(&self) -> Result<ReadTransaction, StorageError> {
-        Ok(self.inner.db.begin_read()?)
+        self.inner.slot.read()
     }
 
     /// Runs `f` in the next group commit and waits for it: durable (fsync'd) when Ok.
@@ -209,7 +242,11 @@ impl Db {
         })
     }
 
+    /// The writer's queue; refuses at once while storage is failing, so nobody waits on it.
     fn sender(&self) -> Result<mpsc::Sender<Op>, StorageError> {
+        if !self.is_healthy() {
+            return Err(StorageError::Unavailable);
+        }
         let ops = self.inner.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.clone().ok_or(StorageError::Closed)
     }

@@ -2,6 +2,7 @@
 
 mod config_files;
 mod delivery;
+mod disk_full;
 mod engine;
 mod fuzz_regressions;
 mod hmac_config;
