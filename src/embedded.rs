@@ -174,6 +174,12 @@ impl Db {
         let _ = health.wait_for(|healthy| *healthy).await.is_ok();
     }
 
+    /// Forces the health, as a failed commit or a recovery would.
+    #[cfg(test)]
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.inner.slot.set_healthy(healthy);
+    }
+
     /// The counter of storage errors by operation, for `/metrics` (shared, not a copy).
     pub fn errors(&self) -> StorageErrors {
         self.inner.slot.errors.clone()
@@ -215,17 +221,24 @@ impl Db {
 
     /// Sends `f` to the writer and returns once it is queued, not committed.
     ///
-    /// `then` runs on the writer thread with the commit's outcome; it must be quick and must
-    /// not drop the last `Db` handle (the writer cannot join itself).
+    /// `then` runs on the writer thread with the commit's outcome (on the caller's, with the
+    /// error, when the op is refused); it must be quick and must not drop the last `Db` handle
+    /// (the writer cannot join itself).
     pub(crate) async fn submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let sender = self.sender()?;
         let op: Op = Box::new(Call::new(f, then));
-        sender.send(op).await.map_err(|_| StorageError::Closed)
+        let sent = match self.sender() {
+            Ok(sender) => sender
+                .send(op)
+                .await
+                .map_err(|e| (e.0, StorageError::Closed)),
+            Err(e) => Err((op, e)),
+        };
+        sent.map_err(refused)
     }
 
     /// Like [`Db::submit`], but refuses with `Busy` instead of waiting when the writer is behind.
@@ -236,9 +249,15 @@ impl Db {
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
         let op: Op = Box::new(Call::new(f, then));
-        self.sender()?.try_send(op).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StorageError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StorageError::Closed,
+        let sender = match self.sender() {
+            Ok(sender) => sender,
+            Err(e) => return Err(refused((op, e))),
+        };
+        sender.try_send(op).map_err(|e| {
+            refused(match e {
+                mpsc::error::TrySendError::Full(op) => (op, StorageError::Busy),
+                mpsc::error::TrySendError::Closed(op) => (op, StorageError::Closed),
+            })
         })
     }
 
@@ -250,6 +269,13 @@ impl Db {
         let ops = self.inner.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.clone().ok_or(StorageError::Closed)
     }
+}
+
+/// Tells a refused op's callback (so a leased job is rescheduled, a dedup marker dropped) and
+/// returns the reason for the caller.
+fn refused((op, e): (Op, StorageError)) -> StorageError {
+    op.finish(Err(e.clone()));
+    e
 }
 
 impl Inner {

@@ -65,17 +65,6 @@ async fn send(gw: &Gateway, id: &str) -> (u16, Option<String>) {
     (resp.status().as_u16(), retry_after)
 }
 
-/// `/readyz`: status and body.
-async fn readyz(gw: &Gateway) -> (u16, String) {
-    let resp = gw
-        .client
-        .get(format!("http://{}/readyz", gw.admin))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 /// The value of `hookgate_storage_errors_total{op="commit"}`, 0 when absent.
 async fn commit_errors(gw: &Gateway) -> u64 {
     let text = gw.metrics().await;
@@ -103,42 +92,95 @@ async fn fill(gw: &Gateway, prefix: &str) -> Vec<String> {
     panic!("2000 events of {PAD} bytes fit a 12 MiB disk: nothing was stored?");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_disk_answers_503_then_recovers_without_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mount = Tmpfs::mount(&data, "12m");
-    // The space the "operator" frees later.
-    std::fs::write(data.join("filler"), vec![7u8; 3 << 20]).unwrap();
-    let port = free_port();
-    let mut o = Opts::new(Store::Embedded, format!("http://127.0.0.1:{port}"));
-    o.schedule = r#"["2s"]"#;
-    o.max_attempts = 1000;
-    let gw = Gateway::start_in(dir, o).await;
+/// A gateway storing on a fresh 12 MiB tmpfs (with `filler` bytes already on it) whose upstream,
+/// `127.0.0.1:<port>`, is down; the disk is filled with accepted events until one gets a 503.
+struct Full {
+    gw: Gateway,
+    mount: Tmpfs,
+    data: PathBuf,
+    port: u16,
+    accepted: Vec<String>,
+}
 
-    let mut accepted = fill(&gw, "evt_full").await;
-    let (status, body) = readyz(&gw).await;
-    assert_eq!(status, 503, "/readyz while the disk is full: {body}");
-    assert!(body.contains("storage_failing"), "{body}");
-    assert!(commit_errors(&gw).await > 0, "storage errors are counted");
-    assert_eq!(send(&gw, "evt_full_again").await.0, 503, "still full");
-
-    let sink = Sink::start_at(port).await;
-    std::fs::remove_file(data.join("filler")).unwrap();
-    let space_back = Instant::now();
-    let first = wait_for_200(&gw, &mut accepted).await;
-    eprintln!("disk full: first 200 {first:?} after space returned");
-    assert_eq!(readyz(&gw).await.0, 200, "/readyz after recovery");
-    for i in 0..5 {
-        let id = format!("evt_after_{i}");
-        assert_eq!(send(&gw, &id).await.0, 200, "accepting again");
-        accepted.push(id);
+impl Full {
+    async fn start(filler: usize) -> Full {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mount = Tmpfs::mount(&data, "12m");
+        std::fs::write(data.join("filler"), vec![7u8; filler]).unwrap();
+        let port = free_port();
+        let mut o = Opts::new(Store::Embedded, format!("http://127.0.0.1:{port}"));
+        o.schedule = r#"["2s"]"#;
+        o.max_attempts = 1000;
+        let gw = Gateway::start_in(dir, o).await;
+        let accepted = fill(&gw, "evt_full").await;
+        let full = Full {
+            gw,
+            mount,
+            data,
+            port,
+            accepted,
+        };
+        full.assert_failing().await;
+        full
     }
 
-    every_id_delivered(&sink, &accepted, space_back).await;
-    let dir = gw.stop().await;
-    drop(mount);
-    drop(dir);
+    /// While the disk is full: `/readyz` 503 with the reason, errors counted, still 503.
+    async fn assert_failing(&self) {
+        let (status, body) = self.gw.readyz().await;
+        assert_eq!(status, 503, "/readyz while the disk is full: {body}");
+        assert!(body.contains("storage_failing"), "{body}");
+        assert!(
+            commit_errors(&self.gw).await > 0,
+            "storage errors are counted"
+        );
+        assert_eq!(send(&self.gw, "evt_full_again").await.0, 503, "still full");
+    }
+
+    /// Accepting again: a run of fresh events all get 200 and `/readyz` says ready.
+    async fn assert_accepting(&mut self) {
+        assert_eq!(self.gw.readyz().await.0, 200, "/readyz after recovery");
+        for i in 0..5 {
+            let id = format!("evt_after_{i}");
+            assert_eq!(send(&self.gw, &id).await.0, 200, "accepting again");
+            self.accepted.push(id);
+        }
+    }
+
+    async fn finish(self) {
+        let dir = self.gw.stop().await;
+        drop(self.mount);
+        drop(dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_accepts_again_once_space_is_freed() {
+    let mut full = Full::start(3 << 20).await;
+    let sink = Sink::start_at(full.port).await;
+    std::fs::remove_file(full.data.join("filler")).unwrap();
+    let space_back = Instant::now();
+    let first = wait_for_200(&full.gw, &mut full.accepted).await;
+    eprintln!("disk full, space freed: first 200 after {first:?}");
+    full.assert_accepting().await;
+    every_id_delivered(&sink, &full.accepted, space_back).await;
+    full.finish().await;
+}
+
+/// Nobody frees space: the upstream comes back, the acknowledgements commit and the drained
+/// queue leaves room in the database file for new events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_accepts_again_once_the_queue_drains() {
+    let mut full = Full::start(1 << 20).await;
+    let sink = Sink::start_at(full.port).await;
+    let upstream_back = Instant::now();
+    every_id_delivered(&sink, &full.accepted, upstream_back).await;
+    let drained = upstream_back.elapsed();
+    let first = wait_for_200(&full.gw, &mut full.accepted).await;
+    eprintln!("disk full, queue drained in {drained:?}: first 200 after {first:?} more");
+    full.assert_accepting().await;
+    every_id_delivered(&sink, &full.accepted, Instant::now()).await;
+    full.finish().await;
 }
 
 /// Sends fresh events until one gets a 200 (recorded); returns how long that took.
