@@ -51,19 +51,24 @@ pub(super) fn run(slot: &Slot, rx: &mut mpsc::Receiver<Op>) -> bool {
 /// Refuses every op that arrives during `wait`; false if the channel closed.
 fn refuse_for(wait: Duration, rx: &mut mpsc::Receiver<Op>) -> bool {
     let until = Instant::now() + wait;
-    loop {
-        loop {
-            match rx.try_recv() {
-                Ok(op) => op.finish(Err(StorageError::Unavailable)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return false,
-            }
-        }
-        let now = Instant::now();
-        if now >= until {
+    while refuse_waiting(rx) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return true;
         }
-        std::thread::sleep(POLL.min(until - now));
+        std::thread::sleep(POLL.min(left));
+    }
+    false
+}
+
+/// Refuses the ops waiting now; false if the channel closed.
+fn refuse_waiting(rx: &mut mpsc::Receiver<Op>) -> bool {
+    loop {
+        match rx.try_recv() {
+            Ok(op) => op.finish(Err(StorageError::Unavailable)),
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => return false,
+        }
     }
 }
 
