@@ -161,7 +161,10 @@ async fn full_disk_accepts_again_once_space_is_freed() {
     std::fs::remove_file(full.data.join("filler")).unwrap();
     let space_back = Instant::now();
     let first = wait_for_200(&full.gw, &mut full.accepted).await;
-    eprintln!("disk full, space freed: first 200 after {first:?}");
+    eprintln!(
+        "disk full after {} events, space freed: first 200 after {first:?}",
+        full.accepted.len() - 1
+    );
     full.assert_accepting().await;
     every_id_delivered(&sink, &full.accepted, space_back).await;
     full.finish().await;
