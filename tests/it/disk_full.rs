@@ -147,6 +147,20 @@ impl Full {
         }
     }
 
+    /// Every acknowledgement committed: nothing is left to deliver again.
+    async fn assert_queue_empties(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .gw
+            .metrics()
+            .await
+            .contains(r#"hookgate_queue_depth{route="stripe"} 0"#)
+        {
+            assert!(Instant::now() < deadline, "delivered events stay queued");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn finish(self) {
         let dir = self.gw.stop().await;
         drop(self.mount);
@@ -167,6 +181,7 @@ async fn full_disk_accepts_again_once_space_is_freed() {
     );
     full.assert_accepting().await;
     every_id_delivered(&sink, &full.accepted, space_back).await;
+    full.assert_queue_empties().await;
     full.finish().await;
 }
 
@@ -176,13 +191,17 @@ async fn full_disk_accepts_again_once_space_is_freed() {
 async fn full_disk_accepts_again_once_the_queue_drains() {
     let mut full = Full::start(1 << 20).await;
     let sink = Sink::start_at(full.port).await;
+    let queued = full.accepted.len();
     let upstream_back = Instant::now();
     every_id_delivered(&sink, &full.accepted, upstream_back).await;
     let drained = upstream_back.elapsed();
     let first = wait_for_200(&full.gw, &mut full.accepted).await;
-    eprintln!("disk full, queue drained in {drained:?}: first 200 after {first:?} more");
+    eprintln!(
+        "disk full after {queued} events, queue drained in {drained:?}: first 200 after {first:?} more"
+    );
     full.assert_accepting().await;
     every_id_delivered(&sink, &full.accepted, Instant::now()).await;
+    full.assert_queue_empties().await;
     full.finish().await;
 }
 
