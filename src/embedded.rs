@@ -4,7 +4,9 @@
 //! Every write goes through one writer thread ([`writer`]) that batches whatever is waiting
 //! into a single fsync'd transaction (group commit). Reads open their own snapshot at once.
 
+mod error;
 mod private;
+mod slot;
 mod sweep;
 mod writer;
 
@@ -13,9 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+pub use error::StorageError;
+
+use crate::metrics::StorageErrors;
+use slot::Slot;
 use writer::{Call, Op};
 
 /// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
@@ -39,45 +45,6 @@ const FILE_NAME: &str = "hookgate.redb";
 /// Ops waiting for the writer; past this, `try_submit` refuses (the ingress answers 503).
 const CHANNEL_CAPACITY: usize = 8192;
 
-/// Failure of the embedded store. Cheap to clone: one commit error is sent to every waiter.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StorageError {
-    /// The data directory could not be created.
-    #[error("data directory: {0}")]
-    Io(#[source] Arc<std::io::Error>),
-    /// redb failed: I/O, corruption, or a full disk.
-    #[error("database: {0}")]
-    Db(#[source] Arc<redb::Error>),
-    /// A stored record could not be decoded (or a record could not be encoded).
-    #[error("record encoding: {0}")]
-    Codec(#[from] postcard::Error),
-    /// The writer has more work waiting than it accepts: shed load and ask for a retry.
-    #[error("storage writer is saturated")]
-    Busy,
-    /// The writer thread has stopped (closed, or it died).
-    #[error("storage writer is closed")]
-    Closed,
-}
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StorageError {
-            fn from(e: $t) -> Self {
-                Self::Db(Arc::new(e.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
-
 /// Handle to the embedded database; clones share the file and the writer thread.
 ///
 /// The writer stops after flushing once every handle is dropped or [`Db::close`] is called.
@@ -98,7 +65,7 @@ impl WeakDb {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     // None once closed: later writes fail with `StorageError::Closed`.
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -121,16 +88,13 @@ impl Db {
         let file = dir.join(FILE_NAME);
         private::prepare_dir(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
         private::prepare_file(&file).map_err(|e| StorageError::Io(Arc::new(e)))?;
-        let mut builder = redb::Builder::new();
-        builder.set_cache_size(cache_bytes);
-        let db = Arc::new(builder.create(file)?);
-        create_tables(&db)?;
+        let slot = Slot::open(file, cache_bytes)?;
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let writer = writer::spawn(Arc::clone(&db), rx, Arc::clone(&commits))
+        let writer = writer::spawn(Arc::clone(&slot), rx, Arc::clone(&commits))
             .map_err(|e| StorageError::Io(Arc::new(e)))?;
         let inner = Inner {
-            db,
+            slot,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             commits,
@@ -150,6 +114,30 @@ impl Db {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
+    /// Whether writes commit: false from a failed commit on the file (a full disk) until the
+    /// database has been reopened and a write committed again.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.slot.is_healthy()
+    }
+
+    /// Returns once storage is healthy (at once when it is).
+    pub(crate) async fn healthy(&self) {
+        let mut health = self.inner.slot.health();
+        // An error means the writer is gone; the caller's next operation then says so.
+        let _ = health.wait_for(|healthy| *healthy).await.is_ok();
+    }
+
+    /// Forces the health, as a failed commit or a recovery would.
+    #[cfg(test)]
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.inner.slot.set_healthy(healthy);
+    }
+
+    /// The counter of storage errors by operation, for `/metrics` (shared, not a copy).
+    pub fn errors(&self) -> StorageErrors {
+        self.inner.slot.errors.clone()
+    }
+
     /// Stops the writer after it has committed every op already sent, and waits for it.
     ///
     /// Blocks the calling thread for at most one batch; later writes fail with `Closed`.
@@ -167,7 +155,7 @@ impl Db {
 
     /// Opens a read snapshot that sees every commit finished before this call.
     pub(crate) fn read(&self) -> Result<ReadTransaction, StorageError> {
-        Ok(self.inner.db.begin_read()?)
+        self.inner.slot.read()
     }
 
     /// Runs `f` in the next group commit and waits for it: durable (fsync'd) when Ok.
@@ -186,17 +174,24 @@ impl Db {
 
     /// Sends `f` to the writer and returns once it is queued, not committed.
     ///
-    /// `then` runs on the writer thread with the commit's outcome; it must be quick and must
-    /// not drop the last `Db` handle (the writer cannot join itself).
+    /// `then` runs on the writer thread with the commit's outcome (on the caller's, with the
+    /// error, when the op is refused); it must be quick and must not drop the last `Db` handle
+    /// (the writer cannot join itself).
     pub(crate) async fn submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let sender = self.sender()?;
         let op: Op = Box::new(Call::new(f, then));
-        sender.send(op).await.map_err(|_| StorageError::Closed)
+        let sent = match self.sender() {
+            Ok(sender) => sender
+                .send(op)
+                .await
+                .map_err(|e| (e.0, StorageError::Closed)),
+            Err(e) => Err((op, e)),
+        };
+        sent.map_err(refused)
     }
 
     /// Like [`Db::submit`], but refuses with `Busy` instead of waiting when the writer is behind.
@@ -207,16 +202,33 @@ impl Db {
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
         let op: Op = Box::new(Call::new(f, then));
-        self.sender()?.try_send(op).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StorageError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StorageError::Closed,
+        let sender = match self.sender() {
+            Ok(sender) => sender,
+            Err(e) => return Err(refused((op, e))),
+        };
+        sender.try_send(op).map_err(|e| {
+            refused(match e {
+                mpsc::error::TrySendError::Full(op) => (op, StorageError::Busy),
+                mpsc::error::TrySendError::Closed(op) => (op, StorageError::Closed),
+            })
         })
     }
 
+    /// The writer's queue; refuses at once while storage is failing, so nobody waits on it.
     fn sender(&self) -> Result<mpsc::Sender<Op>, StorageError> {
+        if !self.is_healthy() {
+            return Err(StorageError::Unavailable);
+        }
         let ops = self.inner.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.clone().ok_or(StorageError::Closed)
     }
+}
+
+/// Tells a refused op's callback (so a leased job is rescheduled, a dedup marker dropped) and
+/// returns the reason for the caller.
+fn refused((op, e): (Op, StorageError)) -> StorageError {
+    op.finish(Err(e.clone()));
+    e
 }
 
 impl Inner {

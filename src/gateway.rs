@@ -103,10 +103,11 @@ pub async fn run(
     if let Some(db) = &db {
         db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
     }
+    let storage_errors = db.as_ref().map(|d| d.errors()).unwrap_or_default();
     let base = Base {
         storage_queue: queue.clone(),
         dedup,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics: Arc::new(metrics::Metrics::with_storage(storage_errors)),
         client: deliver::forward::client(),
         body_budget: ingest::body::Budget::new(config.server.max_inflight_body),
         shutdown: shutdown.clone(),

@@ -47,6 +47,28 @@ struct LaneLabels {
     lane: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+/// Storage errors by operation (`commit`: a write failed on the file; `reopen`: a recovery
+/// attempt failed). Owned by the store that counts them; clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct StorageErrors(Family<OpLabels, Counter>);
+
+impl StorageErrors {
+    /// Counts one error of `op`.
+    pub fn inc(&self, op: &'static str) {
+        self.0.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// The count of `op` so far.
+    pub fn get(&self, op: &'static str) -> u64 {
+        self.0.get_or_create(&OpLabels { op }).get()
+    }
+}
+
 /// Totals of one route since start.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RouteCounts {
@@ -68,6 +90,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
+        Self::with_storage(StorageErrors::default())
+    }
+
+    /// Registers every metric; `storage` is counted by the store (the embedded database).
+    pub fn with_storage(storage: StorageErrors) -> Metrics {
         let mut registry = Registry::with_prefix("hookgate");
         let requests = Family::<RequestLabels, Counter>::default();
         let dedup_unavailable = Family::<RouteLabels, Counter>::default();
@@ -108,6 +135,11 @@ impl Metrics {
             "upstream_suspended",
             "1 while a lane's upstream is suspended",
             suspended.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Storage errors by operation (a full disk, an I/O error)",
+            storage.0,
         );
         Metrics {
             registry,

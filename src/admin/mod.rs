@@ -40,7 +40,7 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"status":"draining"}"#.into(),
             ),
-            (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+            (&Method::GET, "/readyz") => self.readiness().await,
             (&Method::GET, "/metrics") => self.metrics_text().await,
             (_, p) if p.starts_with("/admin/") => {
                 if !self.authorized(&req) {
@@ -52,6 +52,17 @@ impl Admin {
                 api::handle(&self, req.method(), req.uri()).await
             }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        }
+    }
+
+    /// 200 while events can be stored; 503 with the reason while storage is failing.
+    async fn readiness(&self) -> Response<Full<Bytes>> {
+        match self.queue.ready().await {
+            Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+            Err(reason) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(r#"{{"status":"unavailable","reason":"{reason}"}}"#),
+            ),
         }
     }
 

@@ -70,3 +70,56 @@ async fn close_flushes_queued_writes_then_refuses() {
         .unwrap();
     assert_eq!(value.map(|g| g.value()), Some(7));
 }
+
+#[tokio::test]
+async fn a_reopened_database_keeps_its_data_and_serves_every_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let other = db.clone();
+    put(&db, "before", false).await.unwrap();
+    // A snapshot alive across the reopen must not stop it (redb closes the file under it).
+    let old = db.read().unwrap();
+    db.inner.slot.reopen().unwrap();
+    put(&other, "after", false).await.unwrap();
+    assert_eq!(
+        meta_len(&other),
+        2,
+        "old and new writes, read by another handle"
+    );
+    drop(old);
+}
+
+#[tokio::test]
+async fn writes_are_refused_at_once_and_deliveries_wait_while_storage_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.set_healthy(false);
+    assert!(!db.is_healthy());
+    assert!(matches!(
+        put(&db, "refused", false).await,
+        Err(StorageError::Unavailable)
+    ));
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.healthy().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "healthy() waits while storage fails");
+    db.set_healthy(true);
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("healthy() returns once storage works")
+        .unwrap();
+    put(&db, "accepted", false).await.unwrap();
+    assert_eq!(meta_len(&db), 1);
+}
+
+#[test]
+fn only_failures_of_the_file_call_for_a_reopen() {
+    let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    assert!(StorageError::from(redb::StorageError::Io(full)).is_io());
+    assert!(StorageError::from(redb::StorageError::PreviousIo).is_io());
+    assert!(!StorageError::from(redb::StorageError::Corrupted("x".into())).is_io());
+    assert!(!StorageError::Busy.is_io());
+    assert!(!StorageError::Unavailable.is_io());
+}

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Durability, WriteTransaction};
 use tokio::sync::mpsc;
 
 use super::StorageError;
+use super::slot::Slot;
+
+mod recover;
 
 /// Most ops applied in one transaction: bounds the transaction's size and the wait of the
 /// first op in the batch.
@@ -67,26 +70,35 @@ where
 
 /// Starts the writer thread; it ends once every sender is dropped and the channel is drained.
 pub(super) fn spawn(
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     rx: mpsc::Receiver<Op>,
     commits: Arc<AtomicU64>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-storage".into())
-        .spawn(move || run(&db, rx, &commits))
+        .spawn(move || run(&slot, rx, &commits))
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
+fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
     // Blocks only this dedicated thread, never a tokio worker.
     while let Some(first) = rx.blocking_recv() {
         let mut batch = drain(first, &mut rx);
-        let result = commit(db, &mut batch);
+        let result = commit(slot, &mut batch);
         match &result {
             Ok(()) => drop(commits.fetch_add(1, Ordering::Relaxed)),
             Err(e) => tracing::error!(error = %e, ops = batch.len(), "storage commit failed"),
         }
+        let failed = result.as_ref().is_err_and(StorageError::is_io);
+        if failed {
+            // Before anyone hears of the failure, so `/readyz` never lags behind a 503.
+            slot.set_healthy(false);
+            slot.errors.inc("commit");
+        }
         for op in batch {
             op.finish(result.clone());
+        }
+        if failed && !recover::run(slot, &mut rx) {
+            break;
         }
     }
     tracing::debug!("storage writer stopped");
@@ -107,8 +119,8 @@ fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 /// Applies the batch in one transaction and commits it with an fsync.
 ///
 /// If any op fails the transaction is dropped (aborted) and the whole batch gets the error.
-fn commit(db: &Database, batch: &mut [Op]) -> Result<(), StorageError> {
-    let mut txn = db.begin_write()?;
+fn commit(slot: &Slot, batch: &mut [Op]) -> Result<(), StorageError> {
+    let mut txn = slot.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     for op in batch.iter_mut() {
         op.apply(&txn)?;

@@ -23,6 +23,16 @@ impl Backend {
             Backend::Redis(q) => q.return_leases().await,
         }
     }
+
+    /// Whether events can be stored now, else the reason code `/readyz` gives: the embedded
+    /// store's last commit failed and it is not yet reopened, or Redis does not answer a PING.
+    pub async fn ready(&self) -> Result<(), &'static str> {
+        match self {
+            Backend::Embedded(q) if q.db.is_healthy() => Ok(()),
+            Backend::Embedded(_) => Err("storage_failing"),
+            Backend::Redis(q) => q.ping().await.map_err(|_| "redis_unavailable"),
+        }
+    }
 }
 
 /// Forwards one call to whichever backend is configured.

@@ -66,6 +66,11 @@ impl RedisQueue {
         }
     }
 
+    /// One PING within `op_timeout`: whether Redis answers at all.
+    pub(super) async fn ping(&self) -> Result<(), RedisError> {
+        self.redis.query::<()>(&redis::cmd("PING")).await
+    }
+
     fn keys(&self, lane: &str) -> Keys {
         // Route names cannot contain '/', so the route is what precedes the first one.
         let route = lane.split('/').next().unwrap_or(lane);

@@ -99,6 +99,9 @@ async fn redis_restart_loses_no_acknowledged_event_and_service_resumes() {
     for i in 1..3 {
         assert_eq!(gw.post_stripe(&format!("evt_during_{i}")).await.0, 503);
     }
+    let (status, body) = gw.readyz().await;
+    assert_eq!(status, 503, "/readyz while Redis is down: {body}");
+    assert!(body.contains("redis_unavailable"), "{body}");
 
     redis.restart().await;
     let back = tokio::time::Instant::now();
@@ -113,6 +116,7 @@ async fn redis_restart_loses_no_acknowledged_event_and_service_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("accepting again {:?} after Redis came back", back.elapsed());
+    assert_eq!(gw.readyz().await.0, 200, "/readyz once Redis is back");
     accepted.push("evt_after_0".into());
     for i in 0..3 {
         // The senders' retries of what was refused are accepted now.

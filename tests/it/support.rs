@@ -468,6 +468,13 @@ impl Gateway {
             .unwrap()
     }
 
+    /// The admin listener's `/readyz`: (status, body text).
+    pub async fn readyz(&self) -> (u16, String) {
+        let url = format!("http://{}/readyz", self.admin);
+        let resp = self.client.get(url).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
     /// POSTs `body` with `headers` to `path`; returns (status, body text).
     pub async fn post(
         &self,

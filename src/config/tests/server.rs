@@ -70,5 +70,9 @@ fn body_budget_must_hold_the_largest_body() {
         "route \"stripe\" max_body",
     );
     let huge = with_server("max_inflight_body = \"5GiB\"");
-    assert_refused(&huge, "server.max_inflight_body", "over the limit of 4.0 GiB");
+    assert_refused(
+        &huge,
+        "server.max_inflight_body",
+        "over the limit of 4.0 GiB",
+    );
 }

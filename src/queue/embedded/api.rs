@@ -49,9 +49,11 @@ impl Queue for EmbeddedQueue {
         Ok(seqs)
     }
 
+    /// Waits while storage is failing: a delivery started then could not be acknowledged.
     async fn receive(&self, lane: &str) -> Result<Job, QueueError> {
         let notify = self.schedule.notifier(lane);
         loop {
+            self.db.healthy().await;
             // Registered before looking, so a job added in between still wakes us.
             let notified = notify.notified();
             tokio::pin!(notified);

@@ -145,6 +145,31 @@ async fn closed_db_refuses_writes() {
     assert!(matches!(err, QueueError::Unavailable(StorageError::Closed)));
 }
 
+/// A full disk between delivery and ack: the refused ack hands the job back, once storage works.
+#[tokio::test]
+async fn a_refused_ack_hands_the_job_back_once_storage_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "e")).await.unwrap();
+    let job = recv(&q, "r").await;
+    q.db.set_healthy(false);
+    let err = q.ack(&job).await.unwrap_err();
+    assert!(matches!(
+        err,
+        QueueError::Unavailable(StorageError::Unavailable)
+    ));
+    assert!(
+        nothing_for(&q, "r", 100).await,
+        "no delivery starts while storage fails"
+    );
+    q.db.set_healthy(true);
+    assert_eq!(
+        recv(&q, "r").await.seq,
+        job.seq,
+        "delivered again, not lost"
+    );
+}
+
 fn fanned(route: &str, id: &str, upstream: &str) -> Event {
     Event {
         upstream: Some(upstream.into()),
