@@ -23,6 +23,15 @@ impl Backend {
             Backend::Redis(q) => q.return_leases().await,
         }
     }
+
+    /// Between two generations of workers (a reload), once the old one is gone: hands back
+    /// the leases its stopped or aborted workers left, so the new one can deliver them at once.
+    pub async fn return_leases(&self) {
+        match self {
+            Backend::Embedded(q) => q.return_leases(),
+            Backend::Redis(q) => q.return_leases().await,
+        }
+    }
 }
 
 /// Forwards one call to whichever backend is configured.

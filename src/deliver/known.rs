@@ -1,0 +1,92 @@
+//! Every lane this process has run: a lane's health (failures, suspension, probe schedule)
+//! survives a reload that keeps its upstream, and a lane that a reload removed stays
+//! reachable, because its queued and dead events are still in the queue.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::lane::{LaneState, Lanes};
+use crate::config::{Route, Upstream};
+
+/// The lanes seen since start, owned by the gateway across generations of workers.
+#[derive(Default)]
+pub struct KnownLanes {
+    by_lane: Mutex<BTreeMap<String, Known>>,
+}
+
+struct Known {
+    state: Arc<LaneState>,
+    target: Target,
+}
+
+/// What makes a reloaded upstream the same one: where attempts go and which CA they trust.
+/// Timeouts, concurrency and retry settings may change without resetting its health.
+#[derive(PartialEq)]
+struct Target {
+    url: http::Uri,
+    ca: Option<PathBuf>,
+}
+
+impl Target {
+    fn of(up: &Upstream) -> Target {
+        Target {
+            url: up.url.clone(),
+            ca: up.ca.clone(),
+        }
+    }
+}
+
+impl KnownLanes {
+    /// The lanes of `routes`, each keeping its health when its target is unchanged, plus every
+    /// known lane that `routes` no longer have (as removed).
+    pub fn lanes(&self, routes: &[Route]) -> Lanes {
+        let mut known = self.lock();
+        let mut lanes = Lanes::default();
+        let mut live = HashSet::new();
+        for route in routes {
+            for up in &route.upstreams {
+                let state = adopt(&mut known, route, up);
+                live.insert(state.lane.clone());
+                lanes.add(state);
+            }
+        }
+        for k in known.values().filter(|k| !live.contains(&k.state.lane)) {
+            lanes.add_removed(k.state.clone());
+        }
+        lanes
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Known>> {
+        // Every update is one map insert, so a panic elsewhere leaves the map consistent.
+        self.by_lane.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The known state of the lane of `up`, or a fresh one when the lane is new or its target moved.
+fn adopt(known: &mut BTreeMap<String, Known>, route: &Route, up: &Upstream) -> Arc<LaneState> {
+    let lane = up.lane(&route.name);
+    let target = Target::of(up);
+    match known.get(&lane) {
+        Some(k) if k.target == target => {
+            k.state.set_suspend_after(up.suspend_after);
+            return k.state.clone();
+        }
+        Some(_) => tracing::info!(lane, "upstream target changed: its health starts afresh"),
+        None => {}
+    }
+    let state = Arc::new(LaneState::new(
+        &route.name,
+        up.name.as_deref(),
+        lane.clone(),
+        up.suspend_after,
+    ));
+    known.insert(
+        lane,
+        Known {
+            state: state.clone(),
+            target,
+        },
+    );
+    state
+}

@@ -1,0 +1,93 @@
+//! Generations of delivery workers. A reload retires the running generation before the next
+//! one starts: the old workers stop leasing, their attempts in flight end (within the grace
+//! period, else they are aborted) and their leases go back to the queue, so an upstream never
+//! sees more than its `concurrency` attempts at once. Ingress keeps accepting meanwhile.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::Route;
+use crate::deliver::{self, Lanes};
+use crate::queue::{Backend, Queue};
+
+/// One configuration's delivery workers and their own stop signal.
+pub(super) struct Generation {
+    workers: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Generation {
+    /// Starts a worker per lane of `routes`.
+    pub(super) fn start(routes: &[Route], lanes: &Lanes, shared: deliver::Shared) -> Generation {
+        let (stop, rx) = watch::channel(false);
+        Generation {
+            workers: deliver::spawn(routes, lanes, shared, rx),
+            stop,
+        }
+    }
+
+    /// Stops leasing new jobs; attempts in flight go on.
+    pub(super) fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops the workers and waits for them until `deadline`, then aborts the rest (their jobs
+    /// stay unacknowledged in the queue). Cancel safe: a later call carries on.
+    pub(super) async fn drain(&mut self, deadline: Instant) {
+        self.stop();
+        let drained = tokio::time::timeout_at(deadline, async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                workers = self.workers.len(),
+                "deliveries still running at the deadline; their events stay queued"
+            );
+            self.workers.shutdown().await;
+        }
+    }
+}
+
+/// Retires `old` (see the module doc) within `grace`. False when shutdown began meanwhile: `old`
+/// is then left to the shutdown, which drains it under its own deadline.
+pub(super) async fn retire(
+    old: &mut Generation,
+    grace: std::time::Duration,
+    queue: &Backend,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = Instant::now() + grace;
+    tokio::select! {
+        () = old.drain(deadline) => {}
+        _ = shutdown.wait_for(|s| *s) => return false,
+    }
+    queue.return_leases().await;
+    true
+}
+
+/// Warns about each lane in `before` that `after` removed while events remain in it: they are
+/// not delivered until a reload brings the lane back, and stay in the admin API meanwhile.
+pub(super) async fn warn_removed(queue: &Backend, before: &Lanes, after: &Lanes) {
+    let gone = after
+        .removed()
+        .filter(|l| before.all().any(|b| Arc::ptr_eq(b, l)));
+    for lane in gone {
+        let queued = queue.depth(&lane.lane).await.unwrap_or_default();
+        let dead = queue.dead(&lane.lane, DEAD_COUNTED).await.map_or(0, |d| d.len());
+        if queued + dead > 0 {
+            tracing::warn!(
+                lane = %lane.lane,
+                queued,
+                dead,
+                "removed by the reload with events left: they wait (see /admin/routes and /admin/dlq) until the lane comes back or they are purged"
+            );
+        }
+    }
+}
+
+/// Dead letters counted for the warning (the admin API lists them all).
+const DEAD_COUNTED: usize = 1000;
