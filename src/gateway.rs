@@ -105,7 +105,7 @@ pub async fn run(
     let mut stopping = shutdown.clone();
     loop {
         tokio::select! {
-            _ = stopping.wait_for(|s| *s) => break,
+            () = crate::shutdown::requested(&mut stopping) => break,
             Some(next) = reloads.recv() => {
                 if !reload(&current, &next, tls.as_deref()) {
                     continue;

@@ -63,7 +63,7 @@ pub(super) async fn retire(
     let deadline = Instant::now() + grace;
     tokio::select! {
         () = old.drain(deadline) => {}
-        _ = shutdown.wait_for(|s| *s) => return false,
+        () = crate::shutdown::requested(shutdown) => return false,
     }
     queue.return_leases().await;
     true
