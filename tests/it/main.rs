@@ -8,6 +8,7 @@ mod hmac_config;
 mod ingress;
 mod process;
 mod redis_outage;
+mod reload;
 mod replicas;
 mod schemes;
 mod support;
