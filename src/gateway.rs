@@ -287,3 +287,6 @@ fn spawn_housekeeping(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

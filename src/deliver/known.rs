@@ -90,3 +90,56 @@ fn adopt(known: &mut BTreeMap<String, Known>, route: &Route, up: &Upstream) -> A
     );
     state
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn routes(upstreams: &str) -> Vec<Route> {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:8443"
+insecure_http = true
+[[route]]
+name = "r"
+path = "/r"
+scheme = "github"
+secrets = ["a-literal-test-secret"]
+upstreams = [{upstreams}]
+"#
+        );
+        Config::parse(Path::new("/t.toml"), &text).unwrap().routes
+    }
+
+    const A: &str = r#"{ name = "a", url = "http://127.0.0.1:1/a" }"#;
+    const B: &str = r#"{ name = "b", url = "http://127.0.0.1:1/b" }"#;
+
+    #[test]
+    fn health_survives_a_reload_that_keeps_the_target() {
+        let known = KnownLanes::default();
+        let first = known.lanes(&routes(&format!("{A}, {B}")));
+        first.of("r")[0].failure();
+        let tuned = A.replace(" }", r#", timeout = "5s", concurrency = 2 }"#);
+        let second = known.lanes(&routes(&format!("{tuned}, {B}")));
+        assert!(Arc::ptr_eq(&first.of("r")[0], &second.of("r")[0]));
+        assert_eq!(second.of("r")[0].consecutive_failures(), 1);
+    }
+
+    #[test]
+    fn a_moved_target_starts_afresh_and_a_dropped_lane_is_removed() {
+        let known = KnownLanes::default();
+        let first = known.lanes(&routes(&format!("{A}, {B}")));
+        first.of("r")[0].failure();
+        let moved = A.replace("/a", "/elsewhere");
+        let second = known.lanes(&routes(&moved));
+        assert_eq!(second.of("r").len(), 1);
+        assert_eq!(second.of("r")[0].consecutive_failures(), 0);
+        let removed: Vec<_> = second.removed().map(|l| l.lane.as_str()).collect();
+        assert_eq!(removed, ["r/b"]);
+        assert_eq!(second.removed_of("r").len(), 1);
+    }
+}

@@ -84,7 +84,9 @@ impl LaneState {
     /// Counts a failed attempt; returns true when this failure suspended the lane.
     pub fn failure(&self) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.suspend_after.load(Ordering::Relaxed) && !self.suspended.swap(true, Ordering::AcqRel) {
+        if n >= self.suspend_after.load(Ordering::Relaxed)
+            && !self.suspended.swap(true, Ordering::AcqRel)
+        {
             tracing::warn!(lane = %self.lane, failures = n, "upstream suspended; probing it at growing intervals");
             return true;
         }
@@ -175,6 +177,17 @@ mod tests {
         l.success();
         assert!(!l.is_suspended());
         assert_eq!(l.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn the_probe_schedule_lives_in_the_state_and_restarts_on_success() {
+        let l = LaneState::new("r", None, "r".into(), 1);
+        let first = Duration::from_secs(5);
+        assert_eq!(l.next_probe_wait(first), first);
+        assert_eq!(l.next_probe_wait(first), Duration::from_secs(10));
+        assert_eq!(l.next_probe_wait(first), Duration::from_secs(20));
+        l.success();
+        assert_eq!(l.next_probe_wait(first), first);
     }
 
     #[test]

@@ -77,7 +77,10 @@ pub(super) async fn warn_removed(queue: &Backend, before: &Lanes, after: &Lanes)
         .filter(|l| before.all().any(|b| Arc::ptr_eq(b, l)));
     for lane in gone {
         let queued = queue.depth(&lane.lane).await.unwrap_or_default();
-        let dead = queue.dead(&lane.lane, DEAD_COUNTED).await.map_or(0, |d| d.len());
+        let dead = queue
+            .dead(&lane.lane, DEAD_COUNTED)
+            .await
+            .map_or(0, |d| d.len());
         if queued + dead > 0 {
             tracing::warn!(
                 lane = %lane.lane,

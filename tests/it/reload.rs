@@ -111,12 +111,17 @@ async fn sighup_during_deliveries_never_doubles_upstream_concurrency(store: Stor
     s.edit(|t| t.replace("concurrency = 4", "concurrency = 2"));
     let gw = s.start().await;
     for i in 0..10 {
-        assert_eq!(s.post_stripe(STRIPE_SECRET, &format!("evt_hup_{i}")).await, 200);
+        assert_eq!(
+            s.post_stripe(STRIPE_SECRET, &format!("evt_hup_{i}")).await,
+            200
+        );
     }
     for _ in 0..2 {
-        eventually(Duration::from_secs(20), "two attempts in flight", async || {
-            sink.inflight.load(Ordering::SeqCst) == 2
-        })
+        eventually(
+            Duration::from_secs(20),
+            "two attempts in flight",
+            async || sink.inflight.load(Ordering::SeqCst) == 2,
+        )
         .await;
         gw.signal("-HUP");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -162,7 +167,10 @@ async fn a_suspended_upstream_stays_suspended_across_a_sighup(store: Store) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = lane_state().await;
     assert_eq!(after["state"], "suspended", "{after}");
-    assert!(after["consecutive_failures"].as_u64().unwrap() >= 2, "{after}");
+    assert!(
+        after["consecutive_failures"].as_u64().unwrap() >= 2,
+        "{after}"
+    );
     assert_eq!(
         sink.hits.load(Ordering::SeqCst),
         hits,
@@ -193,24 +201,41 @@ async fn a_reload_that_removes_a_route_keeps_its_dead_letters_reachable(store: S
         req = req.header(n, v);
     }
     assert_eq!(req.send().await.unwrap().status(), 200);
-    eventually(Duration::from_secs(20), "the github event is dead", async || {
-        let v = s.get("/admin/dlq?route=github").await;
-        v["dead"].as_array().is_some_and(|d| d.len() == 1)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the github event is dead",
+        async || {
+            let v = s.get("/admin/dlq?route=github").await;
+            v["dead"].as_array().is_some_and(|d| d.len() == 1)
+        },
+    )
     .await;
 
-    s.edit(|t| t.split("[[route]]\nname = \"github\"").next().unwrap().to_owned());
+    s.edit(|t| {
+        t.split("[[route]]\nname = \"github\"")
+            .next()
+            .unwrap()
+            .to_owned()
+    });
     gw.signal("-HUP");
-    eventually(Duration::from_secs(10), "github listed as removed", async || {
-        s.route("github").await.is_some_and(|r| r["removed"] == true)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "github listed as removed",
+        async || {
+            s.route("github")
+                .await
+                .is_some_and(|r| r["removed"] == true)
+        },
+    )
     .await;
     let route = s.route("github").await.unwrap();
     assert_eq!(route["upstreams"][0]["removed"], true, "{route}");
     let dead = s.get("/admin/dlq?route=github").await;
     assert_eq!(dead["dead"][0]["id"], "gh-removed-1", "{dead}");
     s.get("/admin/dlq/github/gh-removed-1").await;
-    let (status, v) = s.admin(reqwest::Method::POST, "/admin/dlq/github/replay").await;
+    let (status, v) = s
+        .admin(reqwest::Method::POST, "/admin/dlq/github/replay")
+        .await;
     assert_eq!((status, &v["error"]), (409, &Value::from("route_removed")));
     let log = s.log();
     assert!(
@@ -245,13 +270,20 @@ async fn a_reload_changing_a_restart_only_key_is_refused_whole() {
         .replace(r#"shutdown_grace = "5s""#, r#"shutdown_grace = "6s""#)
     });
     gw.signal("-HUP");
-    eventually(Duration::from_secs(10), "the refusal is logged", async || {
-        let log = s.log();
-        log.contains("reload refused") && log.contains("server.shutdown_grace")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the refusal is logged",
+        async || {
+            let log = s.log();
+            log.contains("reload refused") && log.contains("server.shutdown_grace")
+        },
+    )
     .await;
     assert_eq!(s.post_stripe(STRIPE_SECRET, "evt_old_secret").await, 200);
-    assert_eq!(s.post_stripe("whsec_rotated_in", "evt_new_secret").await, 401);
+    assert_eq!(
+        s.post_stripe("whsec_rotated_in", "evt_new_secret").await,
+        401
+    );
     sink.wait_for(1, Duration::from_secs(20)).await;
     drop(gw);
 }
