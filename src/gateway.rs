@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::queue::Queue;
 use crate::server::tls::{self, Reloadable};
 use crate::{Listeners, RunError, Storage, admin, deliver, ingest, metrics, open_storage, server};
 use generation::Generation;
@@ -91,7 +92,15 @@ pub async fn run(
         shutdown: shutdown.clone(),
         known: deliver::KnownLanes::default(),
     };
+    match queue.stored_lanes().await {
+        Ok(stored) => base.known.remember(&stored),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the lanes in storage; those of removed routes stay hidden")
+        }
+    }
     let mut lanes = Arc::new(base.known.lanes(&config.routes));
+    let stranded: Vec<_> = lanes.removed().cloned().collect();
+    generation::warn_stranded(&queue, &stranded, "in storage but in no route").await;
     let mut generation = Generation::start(&config.routes, &lanes, base.shared());
     let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, lanes.clone())));
     let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
@@ -113,7 +122,8 @@ pub async fn run(
                 let fresh = Arc::new(base.known.lanes(&next.routes));
                 admin.store(Arc::new(base.admin(&next, fresh.clone())));
                 ingress.store(Arc::new(base.ingress(&next)));
-                generation::warn_removed(&queue, &lanes, &fresh).await;
+                let removed = generation::removed_by(&lanes, &fresh);
+                generation::warn_stranded(&queue, &removed, "removed by the reload").await;
                 let grace = current.server.shutdown_grace;
                 (current, lanes) = (next, fresh);
                 let mut stop = shutdown.clone();

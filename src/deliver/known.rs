@@ -17,7 +17,8 @@ pub struct KnownLanes {
 
 struct Known {
     state: Arc<LaneState>,
-    target: Target,
+    /// None for a lane found in storage that no configuration has named yet.
+    target: Option<Target>,
 }
 
 /// What makes a reloaded upstream the same one: where attempts go and which CA they trust.
@@ -57,6 +58,29 @@ impl KnownLanes {
         lanes
     }
 
+    /// Adds lanes found in storage (see `Queue::stored_lanes`), so those of routes removed
+    /// before this start are reachable too; lanes already known are left as they are.
+    pub fn remember(&self, stored: &[String]) {
+        let mut known = self.lock();
+        for lane in stored {
+            if known.contains_key(lane) {
+                continue;
+            }
+            let (route, upstream) = match lane.split_once('/') {
+                Some((r, u)) => (r, Some(u)),
+                None => (lane.as_str(), None),
+            };
+            let state = Arc::new(LaneState::new(route, upstream, lane.clone(), u32::MAX));
+            known.insert(
+                lane.clone(),
+                Known {
+                    state,
+                    target: None,
+                },
+            );
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Known>> {
         // Every update is one map insert, so a panic elsewhere leaves the map consistent.
         self.by_lane.lock().unwrap_or_else(|p| p.into_inner())
@@ -67,8 +91,9 @@ impl KnownLanes {
 fn adopt(known: &mut BTreeMap<String, Known>, route: &Route, up: &Upstream) -> Arc<LaneState> {
     let lane = up.lane(&route.name);
     let target = Target::of(up);
-    match known.get(&lane) {
-        Some(k) if k.target == target => {
+    match known.get_mut(&lane) {
+        Some(k) if k.target.as_ref().is_none_or(|t| *t == target) => {
+            k.target = Some(target);
             k.state.set_suspend_after(up.suspend_after);
             return k.state.clone();
         }
@@ -85,7 +110,7 @@ fn adopt(known: &mut BTreeMap<String, Known>, route: &Route, up: &Upstream) -> A
         lane,
         Known {
             state: state.clone(),
-            target,
+            target: Some(target),
         },
     );
     state
@@ -141,5 +166,20 @@ upstreams = [{upstreams}]
         let removed: Vec<_> = second.removed().map(|l| l.lane.as_str()).collect();
         assert_eq!(removed, ["r/b"]);
         assert_eq!(second.removed_of("r").len(), 1);
+    }
+
+    #[test]
+    fn stored_lanes_no_route_names_are_listed_as_removed() {
+        let known = KnownLanes::default();
+        known.remember(&["r/a".into(), "old/x".into(), "gone".into()]);
+        let lanes = known.lanes(&routes(A));
+        assert_eq!(lanes.of("r")[0].lane, "r/a");
+        let removed: Vec<_> = lanes.removed().map(|l| l.lane.as_str()).collect();
+        assert_eq!(removed, ["gone", "old/x"]);
+        let old = &lanes.removed_of("old")[0];
+        assert_eq!(
+            (old.route.as_str(), old.upstream.as_deref()),
+            ("old", Some("x"))
+        );
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Route;
-use crate::deliver::{self, Lanes};
+use crate::deliver::{self, LaneState, Lanes};
 use crate::queue::{Backend, Queue};
 
 /// One configuration's delivery workers and their own stop signal.
@@ -69,13 +69,10 @@ pub(super) async fn retire(
     true
 }
 
-/// Warns about each lane in `before` that `after` removed while events remain in it: they are
-/// not delivered until a reload brings the lane back, and stay in the admin API meanwhile.
-pub(super) async fn warn_removed(queue: &Backend, before: &Lanes, after: &Lanes) {
-    let gone = after
-        .removed()
-        .filter(|l| before.all().any(|b| Arc::ptr_eq(b, l)));
-    for lane in gone {
+/// Warns about each lane in `lanes` that still holds events although no route delivers them:
+/// they wait until a reload brings the lane back, and stay in the admin API meanwhile.
+pub(super) async fn warn_stranded(queue: &Backend, lanes: &[Arc<LaneState>], why: &str) {
+    for lane in lanes {
         let queued = queue.depth(&lane.lane).await.unwrap_or_default();
         let dead = queue
             .dead(&lane.lane, DEAD_COUNTED)
@@ -86,10 +83,18 @@ pub(super) async fn warn_removed(queue: &Backend, before: &Lanes, after: &Lanes)
                 lane = %lane.lane,
                 queued,
                 dead,
-                "removed by the reload with events left: they wait (see /admin/routes and /admin/dlq) until the lane comes back or they are purged"
+                "{why} with events left: they wait (see /admin/routes and /admin/dlq) until the lane is configured again or they are purged"
             );
         }
     }
+}
+
+/// The lanes in force in `before` that `after` removed.
+pub(super) fn removed_by(before: &Lanes, after: &Lanes) -> Vec<Arc<LaneState>> {
+    let gone = after
+        .removed()
+        .filter(|l| before.all().any(|b| Arc::ptr_eq(b, l)));
+    gone.cloned().collect()
 }
 
 /// Dead letters counted for the warning (the admin API lists them all).

@@ -105,6 +105,10 @@ impl Queue for Backend {
         each!(self, q => q.purge_all(lane).await)
     }
 
+    async fn stored_lanes(&self) -> Result<Vec<String>, QueueError> {
+        each!(self, q => q.stored_lanes().await)
+    }
+
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
         each!(self, q => q.record_attempt(lane, rec).await)
     }

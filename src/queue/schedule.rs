@@ -80,6 +80,15 @@ impl Schedule {
             .map_or(0, |q| q.due.len() + q.leased.len())
     }
 
+    /// Routes (lanes) with jobs waiting or leased.
+    pub(super) fn lanes(&self) -> Vec<String> {
+        let routes = self.lock();
+        let busy = routes
+            .iter()
+            .filter(|(_, q)| !q.due.is_empty() || !q.leased.is_empty());
+        busy.map(|(name, _)| name.clone()).collect()
+    }
+
     /// Makes every leased job of every route due at `now_ms`; returns how many. Only for when
     /// no worker runs: their leases are abandoned (the workers were stopped or aborted).
     pub(super) fn release_all(&self, now_ms: u64) -> usize {

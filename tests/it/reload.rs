@@ -189,7 +189,7 @@ secrets = ["a-literal-test-secret"]
 upstream = { url = "http://127.0.0.1:9/later", timeout = "2s" }
 "#;
 
-async fn a_reload_that_removes_a_route_keeps_its_dead_letters_reachable(store: Store) {
+async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Store) {
     let sink = Sink::start().await;
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
     let s = Setup::new(store, &sink, |o| o.max_attempts = 1);
@@ -243,6 +243,19 @@ async fn a_reload_that_removes_a_route_keeps_its_dead_letters_reachable(store: S
         "{log}"
     );
 
+    // After a restart the lane is found in storage: still listed, still reachable.
+    drop(gw);
+    let gw = s.start().await;
+    let route = s.route("github").await.expect("listed after a restart");
+    assert_eq!(route["removed"], true, "{route}");
+    let dead = s.get("/admin/dlq?route=github").await;
+    assert_eq!(dead["dead"][0]["id"], "gh-removed-1", "{dead}");
+    let log = s.log();
+    assert!(
+        log.contains("in no route") && log.contains("github"),
+        "{log}"
+    );
+
     let (status, v) = s.admin(reqwest::Method::DELETE, "/admin/dlq/github").await;
     assert_eq!((status, &v["purged"]), (200, &Value::from(1)), "{v}");
     assert!(s.route("github").await.is_none(), "nothing left to show");
@@ -253,7 +266,7 @@ async fn a_reload_that_removes_a_route_keeps_its_dead_letters_reachable(store: S
 crate::both_backends!(
     sighup_during_deliveries_never_doubles_upstream_concurrency,
     a_suspended_upstream_stays_suspended_across_a_sighup,
-    a_reload_that_removes_a_route_keeps_its_dead_letters_reachable,
+    a_route_removed_by_a_reload_keeps_its_dead_letters_reachable,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
