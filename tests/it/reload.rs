@@ -263,7 +263,56 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     s.opts.clean().await;
 }
 
+/// SIGTERM while a reload retires a generation: its attempts in flight end and are acknowledged
+/// before the exit (nothing is delivered again after a restart), within the one deadline.
+async fn shutdown_during_a_reload_waits_for_the_retiring_workers(store: Store) {
+    let sink = Sink::start().await;
+    sink.delay_ms.store(1500, Ordering::SeqCst);
+    let s = Setup::new(store, &sink, |_| {});
+    let mut gw = s.start().await;
+    for i in 0..2 {
+        assert_eq!(
+            s.post_stripe(STRIPE_SECRET, &format!("evt_term_{i}")).await,
+            200
+        );
+    }
+    eventually(
+        Duration::from_secs(20),
+        "two attempts in flight",
+        async || sink.inflight.load(Ordering::SeqCst) == 2,
+    )
+    .await;
+    gw.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.signal("-TERM");
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let st = gw.child.wait().unwrap();
+        (gw, st)
+    });
+    let (gw, status) = status.await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "5 s grace, one deadline"
+    );
+    drop(gw);
+    assert_eq!(sink.delivered().len(), 2);
+
+    sink.delay_ms.store(0, Ordering::SeqCst);
+    let gw = s.start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.hits.load(Ordering::SeqCst),
+        2,
+        "nothing delivered twice"
+    );
+    drop(gw);
+    s.opts.clean().await;
+}
+
 crate::both_backends!(
+    shutdown_during_a_reload_waits_for_the_retiring_workers,
     sighup_during_deliveries_never_doubles_upstream_concurrency,
     a_suspended_upstream_stays_suspended_across_a_sighup,
     a_route_removed_by_a_reload_keeps_its_dead_letters_reachable,
