@@ -21,10 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::queue::Queue;
 use crate::server::tls::{self, Reloadable};
 use crate::{Listeners, RunError, Storage, admin, deliver, ingest, metrics, open_storage, server};
-use generation::Generation;
+use generation::Delivery;
 
 /// What outlives a reload.
 struct Base {
@@ -92,23 +91,17 @@ pub async fn run(
         shutdown: shutdown.clone(),
         known: deliver::KnownLanes::default(),
     };
-    match queue.stored_lanes().await {
-        Ok(stored) => base.known.remember(&stored),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not list the lanes in storage; those of removed routes stay hidden")
-        }
-    }
-    let mut lanes = Arc::new(base.known.lanes(&config.routes));
-    let stranded: Vec<_> = lanes.removed().cloned().collect();
-    generation::warn_stranded(&queue, &stranded, "in storage but in no route").await;
-    let mut generation = Generation::start(&config.routes, &lanes, base.shared());
-    let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, lanes.clone())));
+    let configured = Arc::new(base.known.lanes(&config.routes));
+    let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, configured)));
     let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
     let (admin_task, ingress_task) =
         serve(&config, listeners, &admin, &ingress, tls.clone(), &shutdown);
     tasks.push(admin_task);
     tasks.push(ingress_task);
     tasks.push(spawn_housekeeping(ingress.clone(), shutdown.clone()));
+    // Listing the stored lanes may take a while (a SCAN on Redis): ingress is already up.
+    let mut delivery = Delivery::start(&config, &base).await;
+    admin.store(Arc::new(base.admin(&config, delivery.lanes.clone())));
 
     let mut current = config;
     let mut stopping = shutdown.clone();
@@ -122,21 +115,17 @@ pub async fn run(
                 let fresh = Arc::new(base.known.lanes(&next.routes));
                 admin.store(Arc::new(base.admin(&next, fresh.clone())));
                 ingress.store(Arc::new(base.ingress(&next)));
-                let removed = generation::removed_by(&lanes, &fresh);
-                generation::warn_stranded(&queue, &removed, "removed by the reload").await;
                 let grace = current.server.shutdown_grace;
-                (current, lanes) = (next, fresh);
-                let mut stop = shutdown.clone();
-                if !generation::retire(&mut generation, grace, &queue, &mut stop).await {
+                current = next;
+                if !delivery.hand_over(&current, fresh, &base, grace).await {
                     break;
                 }
-                generation = Generation::start(&current.routes, &lanes, base.shared());
                 tracing::info!(routes = current.routes.len(), "configuration reloaded");
             }
         }
     }
     let deadline = Instant::now() + current.server.shutdown_grace;
-    tokio::join!(generation.drain(deadline), tasks.join_by(deadline));
+    tokio::join!(delivery.drain(deadline), tasks.join_by(deadline));
     // History lines and dedup done-records ride along with later commits; write them now.
     queue.shutdown().await;
     if let Some(db) = db {

@@ -4,24 +4,76 @@
 //! sees more than its `concurrency` attempts at once. Ingress keeps accepting meanwhile.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::Route;
+use super::Base;
+use crate::config::{Config, Route};
 use crate::deliver::{self, LaneState, Lanes};
 use crate::queue::{Backend, Queue};
 
+/// The delivery side in force: the lanes the admin view shows and the workers on them.
+pub(super) struct Delivery {
+    pub(super) lanes: Arc<Lanes>,
+    generation: Generation,
+}
+
+impl Delivery {
+    /// Workers for the lanes of `config`; lanes the store holds for no route are listed as
+    /// removed (and warned about), so their events stay reachable after a restart.
+    pub(super) async fn start(config: &Config, base: &Base) -> Delivery {
+        match base.storage_queue.stored_lanes().await {
+            Ok(stored) => base.known.remember(&stored),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the lanes in storage; those of removed routes stay hidden")
+            }
+        }
+        let lanes = Arc::new(base.known.lanes(&config.routes));
+        let stranded: Vec<_> = lanes.removed().cloned().collect();
+        warn_stranded(&base.storage_queue, &stranded, "in storage but in no route").await;
+        let generation = Generation::start(&config.routes, &lanes, base.shared());
+        Delivery { lanes, generation }
+    }
+
+    /// Hands the lanes over to workers for `next` (`fresh`: its lanes), once the running ones
+    /// retired within `grace`. False when shutdown began meanwhile (nothing new started).
+    pub(super) async fn hand_over(
+        &mut self,
+        next: &Config,
+        fresh: Arc<Lanes>,
+        base: &Base,
+        grace: Duration,
+    ) -> bool {
+        let queue = &base.storage_queue;
+        let removed = removed_by(&self.lanes, &fresh);
+        warn_stranded(queue, &removed, "removed by the reload").await;
+        self.lanes = fresh;
+        let mut shutdown = base.shutdown.clone();
+        if !retire(&mut self.generation, grace, queue, &mut shutdown).await {
+            return false;
+        }
+        self.generation = Generation::start(&next.routes, &self.lanes, base.shared());
+        true
+    }
+
+    /// Shutdown: see [`Generation::drain`].
+    pub(super) async fn drain(&mut self, deadline: Instant) {
+        self.generation.drain(deadline).await
+    }
+}
+
 /// One configuration's delivery workers and their own stop signal.
-pub(super) struct Generation {
+struct Generation {
     workers: JoinSet<()>,
     stop: watch::Sender<bool>,
 }
 
 impl Generation {
     /// Starts a worker per lane of `routes`.
-    pub(super) fn start(routes: &[Route], lanes: &Lanes, shared: deliver::Shared) -> Generation {
+    fn start(routes: &[Route], lanes: &Lanes, shared: deliver::Shared) -> Generation {
         let (stop, rx) = watch::channel(false);
         Generation {
             workers: deliver::spawn(routes, lanes, shared, rx),
@@ -30,13 +82,13 @@ impl Generation {
     }
 
     /// Stops leasing new jobs; attempts in flight go on.
-    pub(super) fn stop(&self) {
+    fn stop(&self) {
         let _ = self.stop.send(true);
     }
 
     /// Stops the workers and waits for them until `deadline`, then aborts the rest (their jobs
     /// stay unacknowledged in the queue). Cancel safe: a later call carries on.
-    pub(super) async fn drain(&mut self, deadline: Instant) {
+    async fn drain(&mut self, deadline: Instant) {
         self.stop();
         let drained = tokio::time::timeout_at(deadline, async {
             while self.workers.join_next().await.is_some() {}
@@ -54,9 +106,9 @@ impl Generation {
 
 /// Retires `old` (see the module doc) within `grace`. False when shutdown began meanwhile: `old`
 /// is then left to the shutdown, which drains it under its own deadline.
-pub(super) async fn retire(
+async fn retire(
     old: &mut Generation,
-    grace: std::time::Duration,
+    grace: Duration,
     queue: &Backend,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -71,7 +123,7 @@ pub(super) async fn retire(
 
 /// Warns about each lane in `lanes` that still holds events although no route delivers them:
 /// they wait until a reload brings the lane back, and stay in the admin API meanwhile.
-pub(super) async fn warn_stranded(queue: &Backend, lanes: &[Arc<LaneState>], why: &str) {
+async fn warn_stranded(queue: &Backend, lanes: &[Arc<LaneState>], why: &str) {
     for lane in lanes {
         let queued = queue.depth(&lane.lane).await.unwrap_or_default();
         let dead = queue
@@ -90,7 +142,7 @@ pub(super) async fn warn_stranded(queue: &Backend, lanes: &[Arc<LaneState>], why
 }
 
 /// The lanes in force in `before` that `after` removed.
-pub(super) fn removed_by(before: &Lanes, after: &Lanes) -> Vec<Arc<LaneState>> {
+fn removed_by(before: &Lanes, after: &Lanes) -> Vec<Arc<LaneState>> {
     let gone = after
         .removed()
         .filter(|l| before.all().any(|b| Arc::ptr_eq(b, l)));

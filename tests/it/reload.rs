@@ -246,8 +246,16 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     // After a restart the lane is found in storage: still listed, still reachable.
     drop(gw);
     let gw = s.start().await;
-    let route = s.route("github").await.expect("listed after a restart");
-    assert_eq!(route["removed"], true, "{route}");
+    eventually(
+        Duration::from_secs(10),
+        "github listed after a restart",
+        async || {
+            s.route("github")
+                .await
+                .is_some_and(|r| r["removed"] == true)
+        },
+    )
+    .await;
     let dead = s.get("/admin/dlq?route=github").await;
     assert_eq!(dead["dead"][0]["id"], "gh-removed-1", "{dead}");
     let log = s.log();
