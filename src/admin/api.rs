@@ -89,7 +89,7 @@ impl Query {
 
 /// The lanes of a route, those a reload removed included (their dead letters and history stay
 /// reachable), or 404.
-fn lanes(admin: &Admin, route: &str) -> Result<Vec<Arc<LaneState>>, (StatusCode, &'static str)> {
+fn lanes(admin: &Admin, route: &str) -> Result<Vec<Arc<LaneState>>, Fail> {
     let all: Vec<_> = (admin.lanes.of(route).iter())
         .chain(admin.lanes.removed_of(route))
         .cloned()
@@ -102,10 +102,7 @@ fn lanes(admin: &Admin, route: &str) -> Result<Vec<Arc<LaneState>>, (StatusCode,
 
 /// The lanes of a route in force (with a worker), or why not: 404, or 409 for a route that only
 /// lives on in lanes a reload removed.
-fn live_lanes<'a>(
-    admin: &'a Admin,
-    route: &str,
-) -> Result<&'a [Arc<LaneState>], (StatusCode, &'static str)> {
+fn live_lanes<'a>(admin: &'a Admin, route: &str) -> Result<&'a [Arc<LaneState>], Fail> {
     match admin.lanes.of(route) {
         [] if !admin.lanes.removed_of(route).is_empty() => {
             Err((StatusCode::CONFLICT, "route_removed"))
@@ -115,7 +112,7 @@ fn live_lanes<'a>(
     }
 }
 
-pub(super) fn unavailable(e: QueueError) -> (StatusCode, &'static str) {
+pub(super) fn unavailable(e: QueueError) -> Fail {
     tracing::error!(error = %e, "admin call failed in the queue");
     (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable")
 }

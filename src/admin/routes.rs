@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::Admin;
-use super::api::{Answer, unavailable};
+use super::api::{Answer, Fail, unavailable};
 use crate::deliver::LaneState;
 use crate::queue::Queue;
 
+/// Configured routes in config order, then routes that live on only in removed lanes.
 pub(super) async fn routes(admin: &Admin) -> Answer {
     let mut out = Vec::new();
     for route in &admin.routes {
@@ -35,7 +36,7 @@ pub(super) async fn routes(admin: &Admin) -> Answer {
 }
 
 /// The removed lanes of `route` that still hold events.
-async fn removed_with_events(admin: &Admin, route: &str) -> Result<Vec<Value>, super::api::Fail> {
+async fn removed_with_events(admin: &Admin, route: &str) -> Result<Vec<Value>, Fail> {
     let mut ups = Vec::new();
     for l in admin.lanes.removed_of(route) {
         let v = lane_json(admin, l, true).await?;
@@ -47,7 +48,7 @@ async fn removed_with_events(admin: &Admin, route: &str) -> Result<Vec<Value>, s
     Ok(ups)
 }
 
-async fn lane_json(admin: &Admin, l: &LaneState, removed: bool) -> Result<Value, super::api::Fail> {
+async fn lane_json(admin: &Admin, l: &LaneState, removed: bool) -> Result<Value, Fail> {
     let age = admin.queue.oldest_age(&l.lane).await.map_err(unavailable)?;
     let mut v = json!({
         "lane": l.lane,
