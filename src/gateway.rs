@@ -1,22 +1,30 @@
 //! Wiring: storage, listeners and delivery workers, and the reload loop.
 //!
 //! A reload (SIGHUP) swaps whole pieces rather than patching them: a new route table (secrets,
-//! limits, schemes), a new admin view, a new TLS certificate for new connections, and a new
-//! generation of delivery workers while the old one finishes its in-flight attempts. Listen
-//! addresses, storage and listener limits are bound at start; changing them needs a restart,
-//! and a reload says so instead of half-applying them.
+//! limits, schemes), a new admin view and a new TLS certificate for new connections at once,
+//! and a new generation of delivery workers once the old one has retired (see `generation`).
+//! Lane health survives the swap (`deliver::KnownLanes`). Listen addresses, storage and
+//! listener limits are bound at start: a reload that changes one of them is refused as a whole,
+//! naming the key, so nothing is half-applied; in particular the Redis `visibility_timeout`
+//! stays the one every upstream timeout was checked against when the file was loaded.
+//!
+//! Every task has an owner here, and shutdown has one deadline: `server.shutdown_grace` from
+//! the moment it begins, for the listeners' drain and the workers' drain together; then flush.
+
+mod generation;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::server::tls::{self, Reloadable};
 use crate::{Listeners, RunError, Storage, admin, deliver, ingest, metrics, open_storage, server};
+use generation::Delivery;
 
 /// What outlives a reload.
 struct Base {
@@ -29,40 +37,18 @@ struct Base {
     shutdown: watch::Receiver<bool>,
     /// Admission tasks of every generation of the ingress (they outlive dropped requests).
     admissions: TaskTracker,
-}
-
-/// One configuration's delivery workers and their own stop signal.
-struct Generation {
-    lanes: Arc<deliver::Lanes>,
-    workers: JoinSet<()>,
-    stop: watch::Sender<bool>,
-}
-
-impl Generation {
-    fn start(config: &Config, base: &Base) -> Generation {
-        let (stop, rx) = watch::channel(false);
-        let shared = deliver::Shared {
-            queue: base.storage_queue.clone(),
-            client: base.client.clone(),
-            metrics: base.metrics.clone(),
-        };
-        let (lanes, workers) =
-            deliver::spawn(&config.routes, shared, rx, config.server.shutdown_grace);
-        Generation {
-            lanes,
-            workers,
-            stop,
-        }
-    }
-
-    /// Stops leasing and waits for in-flight attempts (each worker bounds that by the grace).
-    async fn finish(mut self) {
-        let _ = self.stop.send(true);
-        while self.workers.join_next().await.is_some() {}
-    }
+    known: deliver::KnownLanes,
 }
 
 impl Base {
+    fn shared(&self) -> deliver::Shared {
+        deliver::Shared {
+            queue: self.storage_queue.clone(),
+            client: self.client.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     fn ingress(&self, config: &Config) -> ingest::Ingress {
         ingest::Ingress {
             routes: ingest::route::RouteTable::new(&config.routes),
@@ -100,8 +86,9 @@ pub async fn run(
         None => None,
     };
     let Storage { queue, dedup, db } = open_storage(&config.storage)?;
+    let mut tasks = Tasks::default();
     if let Some(db) = &db {
-        db.spawn_sweeper(Duration::from_secs(60), shutdown.clone());
+        tasks.push(db.spawn_sweeper(Duration::from_secs(60), shutdown.clone()));
     }
     let storage_errors = db.as_ref().map(|d| d.errors()).unwrap_or_default();
     let base = Base {
@@ -112,40 +99,54 @@ pub async fn run(
         body_budget: ingest::body::Budget::new(config.server.max_inflight_body),
         shutdown: shutdown.clone(),
         admissions: TaskTracker::new(),
+        known: deliver::KnownLanes::default(),
     };
-    let mut generation = Generation::start(&config, &base);
-    let admin = Arc::new(ArcSwap::from_pointee(
-        base.admin(&config, generation.lanes.clone()),
-    ));
+    let configured = Arc::new(base.known.lanes(&config.routes));
+    let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, configured)));
     let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
     let (admin_task, ingress_task) =
         serve(&config, listeners, &admin, &ingress, tls.clone(), &shutdown);
-    spawn_housekeeping(ingress.clone(), shutdown.clone());
+    tasks.push(admin_task);
+    tasks.push(ingress_task);
+    tasks.push(spawn_housekeeping(ingress.clone(), shutdown.clone()));
+    // Listing the stored lanes may take a while (a SCAN on Redis): ingress is already up.
+    let mut delivery = Delivery::start(&config, &base).await;
+    admin.store(Arc::new(base.admin(&config, delivery.lanes.clone())));
 
     let mut current = config;
     let mut stopping = shutdown.clone();
     loop {
         tokio::select! {
-            _ = stopping.wait_for(|s| *s) => break,
+            () = crate::shutdown::requested(&mut stopping) => break,
             Some(next) = reloads.recv() => {
                 if !reload(&current, &next, tls.as_deref()) {
                     continue;
                 }
-                let fresh = Generation::start(&next, &base);
-                admin.store(Arc::new(base.admin(&next, fresh.lanes.clone())));
+                let fresh = Arc::new(base.known.lanes(&next.routes));
+                admin.store(Arc::new(base.admin(&next, fresh.clone())));
                 ingress.store(Arc::new(base.ingress(&next)));
-                tokio::spawn(std::mem::replace(&mut generation, fresh).finish());
-                tracing::info!(routes = next.routes.len(), "configuration reloaded");
+                let grace = current.server.shutdown_grace;
                 current = next;
+                if !delivery.hand_over(&current, fresh, &base, grace).await {
+                    break;
+                }
+                tracing::info!(routes = current.routes.len(), "configuration reloaded");
             }
         }
     }
-    let _ = ingress_task.await;
-    // Events whose client went away may still be completing their dedup records.
-    base.admissions.close();
-    base.admissions.wait().await;
-    generation.finish().await;
-    let _ = admin_task.await;
+    let deadline = Instant::now() + current.server.shutdown_grace;
+    let listeners_then_admissions = async {
+        tasks.join_by(deadline).await;
+        // Events whose client went away may still be completing their dedup records.
+        base.admissions.close();
+        if tokio::time::timeout_at(deadline, base.admissions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("admissions still running at the shutdown deadline");
+        }
+    };
+    tokio::join!(delivery.drain(deadline), listeners_then_admissions);
     // History lines and dedup done-records ride along with later commits; write them now.
     queue.shutdown().await;
     if let Some(db) = db {
@@ -158,6 +159,26 @@ pub async fn run(
 }
 
 type Task = tokio::task::JoinHandle<()>;
+
+/// The gateway's long-lived tasks besides the workers: listeners and chores. Each of them ends
+/// by itself once shutdown begins; whatever still runs at the deadline is aborted.
+#[derive(Default)]
+struct Tasks(Vec<Task>);
+
+impl Tasks {
+    fn push(&mut self, task: Task) {
+        self.0.push(task);
+    }
+
+    async fn join_by(self, deadline: Instant) {
+        for mut task in self.0 {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("a task still ran at the shutdown deadline; aborting it");
+                task.abort();
+            }
+        }
+    }
+}
 
 /// Starts the admin and ingress listeners; each request uses the configuration in force.
 fn serve(
@@ -210,13 +231,16 @@ fn serve(
 }
 
 /// Checks what a reload can apply and puts a new certificate in force; false refuses the
-/// reload (the running configuration stays, and the log says why).
+/// reload (the running configuration stays, and the log says why). A key bound at start refuses
+/// the whole file: applying the rest would run a configuration that is in no file.
 fn reload(current: &Config, next: &Config, tls: Option<&Reloadable>) -> bool {
-    for key in fixed_changes(current, next) {
-        tracing::warn!(
-            key,
-            "changed in the config file but only takes effect after a restart"
+    let fixed = fixed_changes(current, next);
+    if !fixed.is_empty() {
+        tracing::error!(
+            keys = %fixed.join(", "),
+            "reload refused: these keys only change with a restart; keeping the running configuration"
         );
+        return false;
     }
     if let (Some(swap), Some(t)) = (tls, &next.server.tls) {
         match tls::server_config(t) {
@@ -285,7 +309,10 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
 }
 
 /// Periodically trims per-IP rate-limit state of the routes in force.
-fn spawn_housekeeping(ingress: Arc<ArcSwap<ingest::Ingress>>, mut shutdown: watch::Receiver<bool>) {
+fn spawn_housekeeping(
+    ingress: Arc<ArcSwap<ingest::Ingress>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Task {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -297,5 +324,8 @@ fn spawn_housekeeping(ingress: Arc<ArcSwap<ingest::Ingress>>, mut shutdown: watc
                 }
             }
         }
-    });
+    })
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,8 +11,9 @@
 //! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters
 //! - `embedded` — the redb database behind the embedded dedup store and queue (group commit)
 //! - `redis_conn` — the Redis connection behind the Redis dedup store and Streams queue
-//! - `deliver`  — per-route delivery workers, forwarding and the retry schedule
-//! - `gateway`  — wiring: storage, listeners, workers; SIGHUP reloads swap them whole
+//! - `deliver`  — per-lane delivery workers, lane health, forwarding and the retry schedule
+//! - `gateway`  — wiring: storage, listeners, workers; SIGHUP retires a generation of workers
+//!   before the next starts; one shutdown deadline
 //! - `admin`    — health, readiness, metrics and the admin API
 //! - `metrics`  — Prometheus counters
 //! - `shutdown` — signals → the shutdown watch

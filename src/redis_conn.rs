@@ -124,6 +124,11 @@ impl Redis {
         self.run(connect).await
     }
 
+    /// The prefix of every key (`storage.key_prefix`).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+
     /// The key `{prefix}:{<route>}:<rest>`. The braces are a Redis Cluster hash tag: every key
     /// of a route lives in one slot, so one transaction or script may touch several of them.
     pub(crate) fn key(&self, route: &str, rest: &str) -> String {

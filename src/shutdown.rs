@@ -48,3 +48,9 @@ pub async fn on_hangup(
         }
     }
 }
+
+/// Resolves once shutdown is asked for on `rx` (or its sender is gone). Returns nothing, so
+/// it can sit in a `select!` whose other branches await: the watch guard is not `Send`.
+pub async fn requested(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.is_ok();
+}

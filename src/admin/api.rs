@@ -2,6 +2,7 @@
 //! Route-level calls act on every lane of the route (its fan-out upstreams).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri};
@@ -10,7 +11,7 @@ use hyper::Response;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::Admin;
+use super::{Admin, routes};
 use crate::deliver::LaneState;
 use crate::ingest::error;
 use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
@@ -19,7 +20,9 @@ use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-type Answer = Result<Value, (StatusCode, &'static str)>;
+/// An error answer: status and reason code.
+pub(super) type Fail = (StatusCode, &'static str);
+pub(super) type Answer = Result<Value, Fail>;
 
 /// Dispatches one authorized `/admin/…` call.
 pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
@@ -32,7 +35,7 @@ pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Respons
     let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
     let q = Query::parse(uri.query());
     let answer = match (method, segs.as_slice()) {
-        (&Method::GET, ["routes"]) => routes(admin).await,
+        (&Method::GET, ["routes"]) => routes::routes(admin).await,
         (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
         (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
         (&Method::POST, ["dlq", r, id, "replay"]) => {
@@ -84,40 +87,34 @@ impl Query {
     }
 }
 
-/// The lanes of a configured route, or 404.
-fn lanes<'a>(
-    admin: &'a Admin,
-    route: &str,
-) -> Result<&'a [std::sync::Arc<LaneState>], (StatusCode, &'static str)> {
+/// The lanes of a route, those a reload removed included (their dead letters and history stay
+/// reachable), or 404.
+fn lanes(admin: &Admin, route: &str) -> Result<Vec<Arc<LaneState>>, Fail> {
+    let all: Vec<_> = (admin.lanes.of(route).iter())
+        .chain(admin.lanes.removed_of(route))
+        .cloned()
+        .collect();
+    match all.is_empty() {
+        true => Err((StatusCode::NOT_FOUND, "no_such_route")),
+        false => Ok(all),
+    }
+}
+
+/// The lanes of a route in force (with a worker), or why not: 404, or 409 for a route that only
+/// lives on in lanes a reload removed.
+fn live_lanes<'a>(admin: &'a Admin, route: &str) -> Result<&'a [Arc<LaneState>], Fail> {
     match admin.lanes.of(route) {
+        [] if !admin.lanes.removed_of(route).is_empty() => {
+            Err((StatusCode::CONFLICT, "route_removed"))
+        }
         [] => Err((StatusCode::NOT_FOUND, "no_such_route")),
         l => Ok(l),
     }
 }
 
-fn unavailable(e: QueueError) -> (StatusCode, &'static str) {
+pub(super) fn unavailable(e: QueueError) -> Fail {
     tracing::error!(error = %e, "admin call failed in the queue");
     (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable")
-}
-
-async fn routes(admin: &Admin) -> Answer {
-    let mut out = Vec::new();
-    for route in &admin.routes {
-        let mut ups = Vec::new();
-        for l in admin.lanes.of(route) {
-            let age = admin.queue.oldest_age(&l.lane).await.map_err(unavailable)?;
-            ups.push(json!({
-                "lane": l.lane,
-                "upstream": l.upstream,
-                "state": if l.is_suspended() { "suspended" } else { "ok" },
-                "consecutive_failures": l.consecutive_failures(),
-                "queue_depth": admin.queue.depth(&l.lane).await.map_err(unavailable)?,
-                "oldest_event_age_s": age.map(|d| d.as_secs_f64()),
-            }));
-        }
-        out.push(json!({ "route": route, "counters": admin.metrics.route_counters(route), "upstreams": ups }));
-    }
-    Ok(json!({ "routes": out }))
 }
 
 fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value {
@@ -125,6 +122,7 @@ fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value
         "id": d.event.id,
         "route": lane.route,
         "upstream": lane.upstream,
+        "lane": lane.lane,
         "attempts": d.attempts,
         "last_status": last_status,
         "last_error": d.last_error,
@@ -135,7 +133,7 @@ fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value
 async fn dlq_list(admin: &Admin, q: &Query) -> Answer {
     let route = q.route()?;
     let mut out = Vec::new();
-    for l in lanes(admin, route)? {
+    for l in &lanes(admin, route)? {
         for d in admin
             .queue
             .dead(&l.lane, q.limit)
@@ -155,7 +153,7 @@ async fn dlq_list(admin: &Admin, q: &Query) -> Answer {
 }
 
 async fn dlq_show(admin: &Admin, route: &str, id: &str) -> Answer {
-    for l in lanes(admin, route)? {
+    for l in &lanes(admin, route)? {
         if let Some(d) = admin
             .queue
             .dead_by_id(&l.lane, id)
@@ -183,10 +181,15 @@ enum DlqOp {
     Purge,
 }
 
-/// Applies `op` to the event `id` (or all dead events) in every lane of the route.
+/// Applies `op` to the event `id` (or all dead events) in every lane of the route. A replay
+/// only goes to lanes in force: in a removed lane nothing would deliver it.
 async fn dlq_op(admin: &Admin, route: &str, id: Option<&str>, op: DlqOp) -> Answer {
     let mut n = 0;
-    for l in lanes(admin, route)? {
+    let targets = match op {
+        DlqOp::Replay => live_lanes(admin, route)?.to_vec(),
+        DlqOp::Purge => lanes(admin, route)?,
+    };
+    for l in &targets {
         let q = &admin.queue;
         n += match (op, id) {
             (DlqOp::Replay, Some(id)) => q.replay(&l.lane, id).await.map(usize::from),
@@ -209,7 +212,7 @@ async fn dlq_op(admin: &Admin, route: &str, id: Option<&str>, op: DlqOp) -> Answ
 async fn deliveries(admin: &Admin, q: &Query) -> Answer {
     let route = q.route()?;
     let mut out = Vec::new();
-    for l in lanes(admin, route)? {
+    for l in &lanes(admin, route)? {
         for a in admin
             .queue
             .history(&l.lane, None, q.limit)
@@ -228,7 +231,7 @@ async fn deliveries(admin: &Admin, q: &Query) -> Answer {
 
 fn resume(admin: &Admin, route: &str, upstream: Option<&str>) -> Answer {
     let mut resumed = Vec::new();
-    for l in lanes(admin, route)? {
+    for l in live_lanes(admin, route)? {
         if upstream.is_none() || l.upstream.as_deref() == upstream {
             l.resume();
             resumed.push(l.lane.clone());

@@ -2,6 +2,7 @@
 //! JSON API of SPEC §6 behind `Authorization: Bearer <token>` (the CLI uses it too).
 
 mod api;
+mod routes;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -13,15 +13,18 @@ use tokio::sync::Notify;
 /// Longest wait between two probes of a suspended upstream.
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Health of one lane, shared by its worker and the admin API.
+/// Health of one lane, shared by its worker and the admin API. It outlives a reload that keeps
+/// the lane's upstream (see `deliver::known`), so each setting that may change is an atomic.
 #[derive(Debug)]
 pub struct LaneState {
     pub route: String,
     pub upstream: Option<String>,
     pub lane: String,
-    suspend_after: u32,
+    suspend_after: AtomicU32,
     consecutive_failures: AtomicU32,
     suspended: AtomicBool,
+    /// The wait before the next probe while suspended, in ms; 0 until the first probe.
+    probe_wait_ms: AtomicU64,
     resumed: Notify,
 }
 
@@ -32,11 +35,31 @@ impl LaneState {
             route: route.to_owned(),
             upstream: upstream.map(str::to_owned),
             lane,
-            suspend_after,
+            suspend_after: AtomicU32::new(suspend_after),
             consecutive_failures: AtomicU32::new(0),
             suspended: AtomicBool::new(false),
+            probe_wait_ms: AtomicU64::new(0),
             resumed: Notify::new(),
         }
+    }
+
+    /// Applies a reloaded `suspend_after`; the failures counted so far still count.
+    pub fn set_suspend_after(&self, n: u32) {
+        self.suspend_after.store(n, Ordering::Relaxed);
+    }
+
+    /// The wait before the next probe, starting at `first`; each call grows the next one
+    /// (see [`next_probe`]), so the schedule carries on across a reload.
+    pub fn next_probe_wait(&self, first: Duration) -> Duration {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let stored = self.probe_wait_ms.load(Ordering::Relaxed);
+        let wait = match stored {
+            0 => first,
+            ms => Duration::from_millis(ms),
+        };
+        self.probe_wait_ms
+            .store(ms(next_probe(wait)).max(1), Ordering::Relaxed);
+        wait
     }
 
     /// Whether deliveries are paused.
@@ -52,6 +75,7 @@ impl LaneState {
     /// Counts a delivered attempt: the lane is healthy again.
     pub fn success(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.probe_wait_ms.store(0, Ordering::Relaxed);
         if self.suspended.swap(false, Ordering::AcqRel) {
             tracing::info!(lane = %self.lane, "upstream answered again; resuming deliveries");
         }
@@ -60,7 +84,9 @@ impl LaneState {
     /// Counts a failed attempt; returns true when this failure suspended the lane.
     pub fn failure(&self) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.suspend_after && !self.suspended.swap(true, Ordering::AcqRel) {
+        if n >= self.suspend_after.load(Ordering::Relaxed)
+            && !self.suspended.swap(true, Ordering::AcqRel)
+        {
             tracing::warn!(lane = %self.lane, failures = n, "upstream suspended; probing it at growing intervals");
             return true;
         }
@@ -70,6 +96,7 @@ impl LaneState {
     /// Operator resume: deliveries restart now.
     pub fn resume(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.probe_wait_ms.store(0, Ordering::Relaxed);
         self.suspended.store(false, Ordering::Release);
         self.resumed.notify_waiters();
         tracing::info!(lane = %self.lane, "upstream resumed by an operator");
@@ -81,19 +108,23 @@ impl LaneState {
     }
 }
 
-/// Every lane of the gateway, by route, for the admin API.
+/// Every lane of the gateway, by route, for the admin API: the lanes of the configuration in
+/// force, and the lanes a reload removed (their queued and dead events stay reachable).
 #[derive(Debug, Default)]
 pub struct Lanes {
     by_route: BTreeMap<String, Vec<Arc<LaneState>>>,
+    removed: BTreeMap<String, Vec<Arc<LaneState>>>,
 }
 
 impl Lanes {
-    /// Registers a lane.
+    /// Registers a lane of the configuration in force.
     pub fn add(&mut self, lane: Arc<LaneState>) {
-        self.by_route
-            .entry(lane.route.clone())
-            .or_default()
-            .push(lane);
+        push(&mut self.by_route, lane);
+    }
+
+    /// Registers a lane that a reload removed.
+    pub fn add_removed(&mut self, lane: Arc<LaneState>) {
+        push(&mut self.removed, lane);
     }
 
     /// The lanes of `route`, in config order.
@@ -104,10 +135,27 @@ impl Lanes {
             .unwrap_or_default()
     }
 
-    /// Every lane.
+    /// The removed lanes of `route` (which may itself be gone).
+    pub fn removed_of(&self, route: &str) -> &[Arc<LaneState>] {
+        self.removed
+            .get(route)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Every lane in force.
     pub fn all(&self) -> impl Iterator<Item = &Arc<LaneState>> {
         self.by_route.values().flatten()
     }
+
+    /// Every removed lane.
+    pub fn removed(&self) -> impl Iterator<Item = &Arc<LaneState>> {
+        self.removed.values().flatten()
+    }
+}
+
+fn push(map: &mut BTreeMap<String, Vec<Arc<LaneState>>>, lane: Arc<LaneState>) {
+    map.entry(lane.route.clone()).or_default().push(lane);
 }
 
 /// The next probe interval: doubled, capped at `MAX_PROBE_INTERVAL`.
@@ -129,6 +177,17 @@ mod tests {
         l.success();
         assert!(!l.is_suspended());
         assert_eq!(l.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn the_probe_schedule_lives_in_the_state_and_restarts_on_success() {
+        let l = LaneState::new("r", None, "r".into(), 1);
+        let first = Duration::from_secs(5);
+        assert_eq!(l.next_probe_wait(first), first);
+        assert_eq!(l.next_probe_wait(first), Duration::from_secs(10));
+        assert_eq!(l.next_probe_wait(first), Duration::from_secs(20));
+        l.success();
+        assert_eq!(l.next_probe_wait(first), first);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! (a `Semaphore`), jobs taken in order of arrival, every outcome recorded in the queue (ack,
 //! retry at a time, or dead letter) and in the lane's delivery history.
 //!
-//! On shutdown no new job is leased; attempts in flight get the grace period, and whatever is
-//! still unacknowledged then stays in the queue and is delivered after the restart.
+//! On a stop (shutdown or reload) no new job is leased and attempts in flight run to their end;
+//! the owner of the worker set bounds that with its deadline and aborts what is left, whose
+//! jobs stay unacknowledged in the queue and are delivered again (see `src/gateway.rs`).
 
 pub mod forward;
+pub mod known;
 pub mod lane;
 pub mod retry;
 
@@ -21,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
 use crate::verify::Scheme;
 use forward::{Attempt, HttpClient};
+pub use known::KnownLanes;
 pub use lane::{LaneState, Lanes};
 use retry::Next;
 
@@ -42,37 +45,33 @@ struct LaneWorker {
     shared: Shared,
 }
 
-/// Starts a worker per lane; returns the lanes (for the admin API) and the worker set, which
-/// finishes once shutdown has drained it.
+/// Starts a worker per lane of `routes` (its state taken from `lanes`); the set finishes once
+/// `stop` turned true and the attempts in flight ended.
 pub fn spawn(
     routes: &[Route],
+    lanes: &Lanes,
     shared: Shared,
-    shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) -> (Arc<Lanes>, JoinSet<()>) {
-    let mut lanes = Lanes::default();
+    stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for route in routes {
         for up in &route.upstreams {
-            let state = Arc::new(LaneState::new(
-                &route.name,
-                up.name.as_deref(),
-                up.lane(&route.name),
-                up.suspend_after,
-            ));
-            lanes.add(state.clone());
+            let lane = up.lane(&route.name);
+            let Some(state) = lanes.of(&route.name).iter().find(|l| l.lane == lane) else {
+                continue; // `lanes` is built from the same routes: never taken
+            };
             let w = LaneWorker {
                 upstream: up.clone(),
                 retry: route.retry.clone(),
                 resign: route.forward_signer.clone(),
                 client: client_for(up, &shared.client),
-                state,
+                state: state.clone(),
                 shared: shared.clone(),
             };
-            set.spawn(Arc::new(w).run(shutdown.clone(), grace));
+            set.spawn(Arc::new(w).run(stop.clone()));
         }
     }
-    (Arc::new(lanes), set)
+    set
 }
 
 /// The shared client, or one that also trusts the upstream's own CA bundle.
@@ -85,27 +84,24 @@ fn client_for(up: &Upstream, shared: &HttpClient) -> HttpClient {
 }
 
 impl LaneWorker {
-    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.upstream.concurrency));
         let mut inflight = JoinSet::new();
-        let mut probe_wait = self.upstream.probe_interval;
         loop {
             let permit = tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stop.wait_for(|s| *s) => break,
                 p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
             };
             if self.state.is_suspended() {
+                let wait = self.state.next_probe_wait(self.upstream.probe_interval);
                 tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = stop.wait_for(|s| *s) => break,
                     _ = self.state.resumed() => {}
-                    _ = tokio::time::sleep(probe_wait) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                probe_wait = lane::next_probe(probe_wait);
-            } else {
-                probe_wait = self.upstream.probe_interval;
             }
             let job = tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stop.wait_for(|s| *s) => break,
                 j = self.shared.queue.receive(&self.state.lane) => j,
             };
             match job {
@@ -121,14 +117,8 @@ impl LaneWorker {
             }
             while inflight.try_join_next().is_some() {}
         }
-        let drained = tokio::time::timeout(grace, async {
-            while inflight.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(lane = %self.state.lane, "deliveries still running at the deadline; they stay queued");
-            inflight.abort_all();
-        }
+        // Dropping this future (the owner's deadline) drops `inflight`, which aborts the rest.
+        while inflight.join_next().await.is_some() {}
     }
 
     async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {

@@ -33,6 +33,15 @@ impl Backend {
             Backend::Redis(q) => q.ping().await.map_err(|_| "redis_unavailable"),
         }
     }
+
+    /// Between two generations of workers (a reload), once the old one is gone: hands back
+    /// the leases its stopped or aborted workers left, so the new one can deliver them at once.
+    pub async fn return_leases(&self) {
+        match self {
+            Backend::Embedded(q) => q.return_leases(),
+            Backend::Redis(q) => q.return_leases().await,
+        }
+    }
 }
 
 /// Forwards one call to whichever backend is configured.
@@ -104,6 +113,10 @@ impl Queue for Backend {
 
     async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
         each!(self, q => q.purge_all(lane).await)
+    }
+
+    async fn stored_lanes(&self) -> Result<Vec<String>, QueueError> {
+        each!(self, q => q.stored_lanes().await)
     }
 
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {

@@ -54,6 +54,14 @@ impl EmbeddedQueue {
         })
     }
 
+    /// Hands every leased job back to the queue, due now (call only when no worker runs).
+    pub fn return_leases(&self) {
+        let n = self.schedule.release_all(now_ms());
+        if n > 0 {
+            tracing::info!(returned = n, "leased events returned to the queue");
+        }
+    }
+
     /// Hands out the next sequence number; persisted by [`bump_last_seq`] with its record.
     fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)

@@ -197,6 +197,11 @@ pub trait Queue: Send + Sync {
     /// Deletes every dead event of the lane; returns how many.
     fn purge_all(&self, lane: &str) -> impl Future<Output = Result<usize, QueueError>> + Send;
 
+    /// Lanes that may hold queued, retrying or dead events, whatever the configuration says
+    /// (e.g. of a route since removed); a lane listed may turn out empty. One pass over the
+    /// store's lanes or keys, for the start of the gateway, not for a request path.
+    fn stored_lanes(&self) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
+
     /// Appends one delivery attempt to the lane's history, keeping the newest `HISTORY_MAX`.
     /// Not durable on its own: it rides along with the next write, so a crash may lose the
     /// newest lines (never an event).

@@ -15,6 +15,7 @@
 mod dlq;
 mod ids;
 mod read;
+mod scan;
 mod scripts;
 
 use std::collections::HashMap;
@@ -234,6 +235,10 @@ impl Queue for RedisQueue {
 
     async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
         Ok(self.purge_lane(&self.keys(lane)).await?)
+    }
+
+    async fn stored_lanes(&self) -> Result<Vec<String>, QueueError> {
+        Ok(self.scan_lanes().await?)
     }
 
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {

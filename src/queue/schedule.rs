@@ -80,6 +80,30 @@ impl Schedule {
             .map_or(0, |q| q.due.len() + q.leased.len())
     }
 
+    /// Routes (lanes) with jobs waiting or leased.
+    pub(super) fn lanes(&self) -> Vec<String> {
+        let routes = self.lock();
+        let busy = routes
+            .iter()
+            .filter(|(_, q)| !q.due.is_empty() || !q.leased.is_empty());
+        busy.map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Makes every leased job of every route due at `now_ms`; returns how many. Only for when
+    /// no worker runs: their leases are abandoned (the workers were stopped or aborted).
+    pub(super) fn release_all(&self, now_ms: u64) -> usize {
+        let mut routes = self.lock();
+        let mut released = 0;
+        for queue in routes.values_mut() {
+            released += queue.leased.len();
+            for seq in queue.leased.drain() {
+                queue.due.insert((now_ms, seq));
+            }
+            queue.notify.notify_waiters();
+        }
+        released
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, RouteQueue>> {
         // Each critical section leaves the maps consistent, so a panic elsewhere is harmless.
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
@@ -111,5 +135,18 @@ mod tests {
         s.remove("r", 1);
         assert_eq!(s.depth("r"), 2);
         assert_eq!(s.lease("other", 10), Next::Wait);
+    }
+
+    #[test]
+    fn released_leases_are_due_again() {
+        let s = Schedule::default();
+        s.insert("r", 10, 1);
+        s.insert("r", 10, 2);
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        assert_eq!(s.release_all(20), 1);
+        assert_eq!(s.depth("r"), 2, "nothing lost, nothing doubled");
+        assert_eq!(s.lease("r", 20), Next::Lease(2));
+        assert_eq!(s.lease("r", 20), Next::Lease(1));
+        assert_eq!(s.release_all(30), 2);
     }
 }

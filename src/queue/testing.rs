@@ -46,3 +46,20 @@ pub(crate) async fn nothing_for(q: &impl Queue, lane: &str, ms: u64) -> bool {
         .await
         .is_err()
 }
+
+/// `stored_lanes` finds a lane with a queued event, one with a retry due later and one with only
+/// a dead letter, with no configuration to tell it their names.
+pub(crate) async fn stored_lanes_finds_queued_retrying_and_dead(q: &impl Queue) {
+    q.enqueue(event("queued", "a")).await.unwrap();
+    q.enqueue(event("later", "b")).await.unwrap();
+    let job = recv(q, "later").await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(3600);
+    q.retry(&job, at, "503").await.unwrap();
+    q.enqueue(event("dead", "c")).await.unwrap();
+    let job = recv(q, "dead").await;
+    q.dead_letter(&job, "gone").await.unwrap();
+    let lanes = q.stored_lanes().await.unwrap();
+    for lane in ["queued", "later", "dead"] {
+        assert!(lanes.iter().any(|l| l == lane), "{lane} missing: {lanes:?}");
+    }
+}

@@ -12,6 +12,7 @@ mod hmac_config;
 mod ingress;
 mod process;
 mod redis_outage;
+mod reload;
 mod replicas;
 mod request_path;
 mod schemes;

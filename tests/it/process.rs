@@ -23,11 +23,22 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub(crate) fn spawn(config: &Path, admin: u16) -> Proc {
+        Self::spawn_with(config, admin, Stdio::inherit())
+    }
+
+    /// Like `spawn`, with the log (stderr) written to `log`.
+    pub(crate) fn spawn_logged(config: &Path, admin: u16, log: &Path) -> Proc {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn_with(config, admin, file.into())
+    }
+
+    fn spawn_with(config: &Path, admin: u16, stderr: Stdio) -> Proc {
         let child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(config)
             .env("HOOKGATE_LOG", "warn")
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("binary starts");
         Proc { child, admin }
@@ -52,7 +63,7 @@ impl Proc {
         panic!("gateway never became healthy");
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()

@@ -127,6 +127,9 @@ pub struct Sink {
     pub times: Arc<Mutex<Vec<std::time::Instant>>>,
     /// How long to wait before answering.
     pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests being answered right now, and the most ever seen at once.
+    pub inflight: Arc<AtomicUsize>,
+    pub max_inflight: Arc<AtomicUsize>,
 }
 
 impl Sink {
@@ -144,6 +147,8 @@ impl Sink {
             retry_after: Arc::default(),
             times: Arc::default(),
             delay_ms: Arc::default(),
+            inflight: Arc::default(),
+            max_inflight: Arc::default(),
         }
     }
 
@@ -216,9 +221,13 @@ impl Sink {
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await?.to_bytes();
+        let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_inflight.fetch_max(now, Ordering::SeqCst);
+        let body = body.collect().await;
         let delay = self.delay_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        let body = body?.to_bytes();
         let n = self.hits.fetch_add(1, Ordering::SeqCst);
         self.times.lock().unwrap().push(std::time::Instant::now());
         let mut resp = http::Response::new(Full::new(Bytes::from_static(b"sink says no")));

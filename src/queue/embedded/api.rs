@@ -142,6 +142,14 @@ impl Queue for EmbeddedQueue {
         Ok(self.purge_lane(lane).await?)
     }
 
+    async fn stored_lanes(&self) -> Result<Vec<String>, QueueError> {
+        let mut lanes = self.schedule.lanes();
+        lanes.extend(self.dead_lanes()?);
+        lanes.sort();
+        lanes.dedup();
+        Ok(lanes)
+    }
+
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
         Ok(self.append_history(lane, rec)?)
     }

@@ -24,6 +24,23 @@ impl EmbeddedQueue {
         Ok(out)
     }
 
+    /// Lanes with dead letters: one lookup per lane, skipping over each lane's entries.
+    pub(super) fn dead_lanes(&self) -> Result<Vec<String>, StorageError> {
+        let txn = self.db.read()?;
+        let table = txn.open_table(DEAD)?;
+        let mut lanes = Vec::new();
+        let mut from = String::new();
+        loop {
+            let Some(entry) = table.range((from.as_str(), 0)..)?.next() else {
+                return Ok(lanes);
+            };
+            let lane = entry?.0.value().0.to_owned();
+            // The least string above `lane`: lane names never hold a NUL.
+            from = format!("{lane}\0");
+            lanes.push(lane);
+        }
+    }
+
     /// The dead event of `lane` with event id `id`, if there is one.
     pub(super) fn dead_one(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, StorageError> {
         let txn = self.db.read()?;

@@ -106,3 +106,13 @@ async fn dead_letters_of_other_lanes_are_untouched() {
     let other = q.dead_by_id("r/u", "a").await.unwrap().expect("kept");
     assert_eq!(other.last_error, "y");
 }
+
+#[tokio::test]
+async fn stored_lanes_finds_queued_retrying_and_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    crate::queue::testing::stored_lanes_finds_queued_retrying_and_dead(&q).await;
+    drop(q);
+    let q = open(&dir);
+    crate::queue::testing::stored_lanes_finds_queued_retrying_and_dead(&q).await;
+}

@@ -126,3 +126,11 @@ async fn oldest_age_counts_waiting_retries() {
     );
     testing::cleanup(&r).await;
 }
+
+#[tokio::test]
+async fn stored_lanes_finds_queued_retrying_and_dead() {
+    let r = testing::redis("stored-lanes");
+    let q = queue(&r);
+    crate::queue::testing::stored_lanes_finds_queued_retrying_and_dead(&q).await;
+    testing::cleanup(&r).await;
+}
