@@ -90,9 +90,10 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
         }
         let failed = result.as_ref().is_err_and(StorageError::is_io);
         if failed {
-            // Before anyone hears of the failure, so `/readyz` never lags behind a 503.
-            slot.set_healthy(false);
+            // Before anyone hears of the failure, so neither `/readyz` nor the error count lags
+            // behind a 503; counted first, so whoever sees "failing" also sees the count.
             slot.errors.inc("commit");
+            slot.set_healthy(false);
         }
         for op in batch {
             op.finish(result.clone());

@@ -130,9 +130,18 @@ impl Full {
         let (status, body) = self.gw.readyz().await;
         assert_eq!(status, 503, "/readyz while the disk is full: {body}");
         assert!(body.contains("storage_failing"), "{body}");
+        let mut errors = 0;
+        for _ in 0..50 {
+            errors = commit_errors(&self.gw).await;
+            if errors > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(
-            commit_errors(&self.gw).await > 0,
-            "storage errors are counted"
+            errors > 0,
+            "storage errors are counted:\n{}",
+            self.gw.metrics().await
         );
         assert_eq!(send(&self.gw, "evt_full_again").await.0, 503, "still full");
     }
