@@ -5,7 +5,7 @@
 //! Layout:
 //! - `config`   — TOML → validated, typed `Config` (secrets resolved, durations parsed)
 //! - `server`   — accept loop, connection limits and deadlines, TLS, graceful drain
-//! - `ingest`   — the SPEC §1 pipeline for one request, and its error → status mapping
+//! - `ingest`   — the pipeline for one request (README.md, "What happens to a request"), and its error → status mapping
 //! - `verify`   — the `Scheme` seam: provider signature schemes (`Unverified` → `Verified`)
 //! - `dedup`    — the `Store` seam: two-phase claim → done | release
 //! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters

@@ -1,4 +1,4 @@
-//! The bearer-token JSON API (SPEC §6): routes, dead letters, delivery history, resume.
+//! The bearer-token JSON API (README.md, "Operations"): routes, dead letters, delivery history, resume.
 //! Route-level calls act on every lane of the route (its fan-out upstreams).
 
 use std::borrow::Cow;

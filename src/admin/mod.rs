@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): health, readiness and metrics for everyone, and the
-//! JSON API of SPEC §6 behind `Authorization: Bearer <token>` (the CLI uses it too).
+//! JSON API of README.md, "Operations", behind `Authorization: Bearer <token>` (the CLI uses it too).
 
 mod api;
 mod routes;

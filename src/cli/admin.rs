@@ -1,4 +1,4 @@
-//! `hookgate dlq …`, `deliveries`, `resume`: thin clients of the admin API (SPEC §6).
+//! `hookgate dlq …`, `deliveries`, `resume`: thin clients of the admin API (README.md, "Operations").
 
 use std::time::Duration;
 

@@ -268,7 +268,7 @@ fn d_dedup() -> String {
 fn d_tolerance() -> String {
     s("5m")
 }
-// The seeds' senders cap payloads at 64 KB; routes for bigger senders (GitHub: 25 MB) raise it.
+// Stripe-style senders (bitbybit's docs, for one) cap payloads at 64 KB; routes for bigger senders (GitHub: 25 MB) raise it.
 fn d_max_body() -> String {
     s("64KiB")
 }
@@ -281,7 +281,7 @@ fn d_concurrency() -> usize {
 fn d_suspend_after() -> u32 {
     10
 }
-// The providers' own schedule (seeds/004): 30 s, 5 min, 30 min, 2 h, failed after 5 attempts.
+// The schedule senders document for themselves (bitbybit's "Webhooks Overview"): 30 s, 5 min, 30 min, 2 h, failed after 5 attempts.
 fn d_schedule() -> Vec<String> {
     ["30s", "5m", "30m", "2h"].map(s).to_vec()
 }

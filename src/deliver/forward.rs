@@ -1,4 +1,4 @@
-//! One delivery attempt: the request the upstream receives (SPEC §4) and how its answer is judged.
+//! One delivery attempt: the request the upstream receives (README.md, "What happens to a request") and how its answer is judged.
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -88,7 +88,7 @@ impl Admitter {
             Claimed::Refused(Claim::Duplicate) => return Ok(Outcome::Duplicate),
             Claimed::Refused(_) => return Err(IngestError::InFlight),
             Claimed::Unavailable(claimed) => {
-                // Fail open (SPEC §1): a sender that sees errors suspends the endpoint, losing more.
+                // Fail open (README.md, "What happens to a request"): a sender that sees errors suspends the endpoint, losing more.
                 self.metrics.dedup_unavailable(&a.route);
                 a.events.iter_mut().for_each(|e| e.dedup_unavailable = true);
                 claimed

@@ -48,7 +48,7 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// HTTP status per SPEC §1.
+    /// HTTP status, as README.md's request table lists it.
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::NotFound => StatusCode::NOT_FOUND,

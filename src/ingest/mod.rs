@@ -1,4 +1,4 @@
-//! The ingress pipeline of SPEC §1, as named steps in order: route, IP, rate, size, body,
+//! The ingress pipeline (README.md, "What happens to a request"), as named steps in order: route, IP, rate, size, body,
 //! signature + timestamp, id, dedup claim, durable enqueue, answer.
 //!
 //! Nothing is trusted before the signature holds: dedup is asked only for verified ids, so forged

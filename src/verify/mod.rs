@@ -1,6 +1,6 @@
 //! Signature schemes: an [`Unverified`] request becomes a [`Verified`] one, or a reason code.
 //!
-//! Every scheme checks in the same order (SPEC §1): missing or malformed headers, then the MAC
+//! Every scheme checks in the same order (README.md, "What happens to a request"): missing or malformed headers, then the MAC
 //! against every secret of the route (rotation), then the timestamp window, then the event id.
 //! Nothing read from the request is trusted before the MAC holds.
 //!

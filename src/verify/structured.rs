@@ -43,7 +43,7 @@ pub(crate) fn stripe() -> Format {
     }
 }
 
-/// bitbybit (seeds/004): Stripe's format, id and event type in `X-BitByBit-Webhook-*` headers.
+/// bitbybit (its "Webhooks Overview" documentation): Stripe's format, id and event type in `X-BitByBit-Webhook-*` headers.
 pub(crate) fn bitbybit() -> Format {
     Format {
         header: HeaderName::from_static("x-bitbybit-webhook-signature"),

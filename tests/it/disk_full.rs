@@ -1,4 +1,4 @@
-//! A full disk (SPEC §7): the data directory on a 12 MiB tmpfs, the upstream down. Once the
+//! A full disk (docs/security.md, "Storage faults"): the data directory on a 12 MiB tmpfs, the upstream down. Once the
 //! disk is full the gateway answers 503 + Retry-After and `/readyz` 503; once space is back it
 //! accepts again by itself, and every event that got a 200 is delivered.
 

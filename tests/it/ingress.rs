@@ -1,4 +1,4 @@
-//! The SPEC §1 pipeline seen from a sender.
+//! The request pipeline (README.md, "What happens to a request") seen from a sender.
 
 use std::time::Duration;
 

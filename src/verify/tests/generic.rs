@@ -1,4 +1,4 @@
-//! The generic `hmac` scheme: the seeds' `X-Webhook-Signature`, templates, units, validation.
+//! The generic `hmac` scheme: a generic sender's `X-Webhook-Signature`, templates, units, validation.
 
 use http::HeaderName;
 
@@ -9,7 +9,7 @@ use crate::verify::{
     VerifyError,
 };
 
-fn seeds_spec() -> Spec {
+fn guide_spec() -> Spec {
     Spec {
         signature: HeaderName::from_static("x-webhook-signature"),
         prefix: "sha256=".into(),
@@ -31,15 +31,15 @@ fn with(spec: Spec, url: Option<&str>) -> SchemeOptions {
     }
 }
 
-/// seeds/003 ("Webhook Implementation Guide", HMAC-SHA256 Verification (Node.js)):
+/// A generic sender's "Webhook Implementation Guide" (HMAC-SHA256 Verification, Node.js):
 /// `'sha256=' + createHmac('sha256', secret).update(payload).digest('hex')` in
 /// `X-Webhook-Signature`; tag computed for `seed_secret` with Python's hmac, same algorithm.
 #[test]
-fn seeds_generic_signature_verifies() {
+fn guide_generic_signature_verifies() {
     let body = br#"{"id":"evt_1","type":"payment.succeeded"}"#;
     let sig = "sha256=543553f24caf4f665d7b507cab8610c6e15e8b6aed76c6c1a6f27f1c1c3428e8";
     let h = headers(&[("x-webhook-signature", sig)]);
-    let s = scheme_with("hmac", &["seed_secret"], &with(seeds_spec(), None));
+    let s = scheme_with("hmac", &["seed_secret"], &with(guide_spec(), None));
     let v = s.verify(&request(&h, body, 0)).unwrap();
     assert_eq!(
         (v.id(), v.event_type()),
@@ -68,7 +68,7 @@ fn full_template_with_sha512_and_ms() {
         template: Template::parse("{id}.{timestamp}.{url}.{body}").unwrap(),
         timestamp: Some((Field::Header(HeaderName::from_static("x-ts")), Unit::Millis)),
         id: Some(Field::Header(HeaderName::from_static("x-id"))),
-        ..seeds_spec()
+        ..guide_spec()
     };
     let sig = "0f56261a48f92c713a90b92e7ef2c11780c92d3bc2ba51b91c36ba12278c117f1fa9fc5fc3de3c0c66a1afead28427acda819499f7d6c917616df0d4ec2ae49b";
     let s = scheme_with("hmac", &["k"], &with(spec, Some("https://x.example/h")));
@@ -117,23 +117,23 @@ fn specs_that_cannot_work_are_refused_at_build() {
     };
     let url = Spec {
         template: Template::parse("{url}{body}").unwrap(),
-        ..seeds_spec()
+        ..guide_spec()
     };
     assert_eq!(key(url, None), "public_url");
     let ts = Field::Header(HeaderName::from_static("x-ts"));
     let unsigned = Spec {
         timestamp: Some((ts, Unit::Seconds)),
-        ..seeds_spec()
+        ..guide_spec()
     };
     assert_eq!(key(unsigned, None), "hmac.template");
     let no_ts = Spec {
         template: Template::parse("{timestamp}.{body}").unwrap(),
-        ..seeds_spec()
+        ..guide_spec()
     };
     assert_eq!(key(no_ts, None), "hmac.template");
     let no_id = Spec {
         template: Template::parse("{id}.{body}").unwrap(),
-        ..seeds_spec()
+        ..guide_spec()
     };
     assert_eq!(key(no_id, None), "hmac.template");
 }

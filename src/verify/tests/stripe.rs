@@ -127,7 +127,7 @@ fn sign_round_trips_and_falls_back_to_body_digest() {
     assert_eq!(v.event_type(), None);
 }
 
-/// bitbybit's format as documented in seeds/004 (knowledge.bitbybit.studio, "Webhooks Overview":
+/// bitbybit's format as documented by bitbybit (knowledge.bitbybit.studio, "Webhooks Overview":
 /// headers, `t=1700000000,v1=…`, the example customer.created payload). bitbybit publishes no
 /// secret for its example, so this tag was computed for secret `bbs_test_secret` with Python's
 /// `hmac.new(secret, b"1700000000." + body, sha256).hexdigest()`, the algorithm that page names.
