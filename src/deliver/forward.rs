@@ -69,7 +69,10 @@ pub fn request(
 ) -> Request<Full<Bytes>> {
     let ev = &job.event;
     let mut headers = HeaderMap::with_capacity(ev.headers.len() + 6);
-    for (name, value) in &ev.headers {
+    // Ingress strips a sender's `X-Hookgate-*` already; events queued by an older version may
+    // still carry them, and only the gateway may speak in that namespace.
+    let senders = ev.headers.iter().filter(|(n, _)| !is_gateway_header(n));
+    for (name, value) in senders {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_bytes(value),
@@ -107,6 +110,10 @@ pub fn request(
     *req.uri_mut() = url.clone();
     *req.headers_mut() = headers;
     req
+}
+
+fn is_gateway_header(name: &str) -> bool {
+    name.len() >= 11 && name[..11].eq_ignore_ascii_case("x-hookgate-")
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -262,5 +269,23 @@ mod tests {
         assert_eq!(h["x-hookgate-dedup"], "unavailable");
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(req.method(), http::Method::POST);
+    }
+
+    #[test]
+    fn stored_sender_x_hookgate_headers_are_not_forwarded() {
+        let mut j = job("e", b"{}");
+        j.event.dedup_unavailable = false;
+        j.event.headers.push((
+            "X-Hookgate-Dedup".into(),
+            Bytes::from_static(b"unavailable"),
+        ));
+        j.event
+            .headers
+            .push(("x-hookgate-extra".into(), Bytes::from_static(b"1")));
+        let req = request(&"http://up/x".parse().unwrap(), &j, None, SystemTime::now());
+        let h = req.headers();
+        assert!(h.get("x-hookgate-dedup").is_none(), "{h:?}");
+        assert!(h.get("x-hookgate-extra").is_none(), "{h:?}");
+        assert_eq!(h["x-hookgate-route"], "r");
     }
 }
