@@ -27,18 +27,6 @@ async fn get(gw: &Gateway, path: &str) -> Value {
     v
 }
 
-/// Polls `f` until it holds, for at most `within`.
-async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn dead_ids(gw: &Gateway) -> Vec<String> {
     let v = get(gw, "/admin/dlq?route=stripe").await;
     v["dead"]

@@ -91,18 +91,11 @@ struct Setup {
 
 fn setup(store: Store, max_attempts: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let (ingress, admin, upstream) = (free_port(), free_port(), free_port());
+    let upstream = free_port();
     let mut o = Opts::new(store, format!("http://127.0.0.1:{upstream}"));
     o.schedule = r#"["200ms"]"#;
     o.max_attempts = max_attempts;
-    let text = config_text(
-        dir.path(),
-        &format!("127.0.0.1:{ingress}"),
-        &format!("127.0.0.1:{admin}"),
-        &o,
-    );
-    let config = dir.path().join("hookgate.toml");
-    std::fs::write(&config, text).unwrap();
+    let (config, ingress, admin) = write_config(dir.path(), &o);
     let client = client(&dir.path().join("test.crt"));
     Setup {
         opts: o,

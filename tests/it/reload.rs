@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{Proc, free_port};
+use crate::process::Proc;
 use crate::support::*;
 
 struct Setup {
@@ -24,17 +24,9 @@ impl Setup {
     /// A config delivering to `sink`, after `tweak` of its knobs.
     fn new(store: Store, sink: &Sink, tweak: impl FnOnce(&mut Opts)) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let (ingress, admin) = (free_port(), free_port());
         let mut o = Opts::new(store, format!("http://{}", sink.addr));
         tweak(&mut o);
-        let text = config_text(
-            dir.path(),
-            &format!("127.0.0.1:{ingress}"),
-            &format!("127.0.0.1:{admin}"),
-            &o,
-        );
-        let config = dir.path().join("hookgate.toml");
-        std::fs::write(&config, text).unwrap();
+        let (config, ingress, admin) = write_config(dir.path(), &o);
         Setup {
             opts: o,
             client: client(&dir.path().join("test.crt")),
@@ -89,18 +81,6 @@ impl Setup {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Polls `f` until it holds, for at most `within`.
-async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

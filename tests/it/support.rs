@@ -560,3 +560,29 @@ pub fn client_tls(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tls
 }
+
+/// Writes `o`'s config into `dir` for the real binary, on two free ports: (file, ingress, admin).
+pub fn write_config(dir: &Path, o: &Opts) -> (PathBuf, u16, u16) {
+    let (ingress, admin) = (crate::process::free_port(), crate::process::free_port());
+    let text = config_text(
+        dir,
+        &format!("127.0.0.1:{ingress}"),
+        &format!("127.0.0.1:{admin}"),
+        o,
+    );
+    let config = dir.join("hookgate.toml");
+    std::fs::write(&config, text).unwrap();
+    (config, ingress, admin)
+}
+
+/// Polls `f` until it holds, for at most `within`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut f: F) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
