@@ -1,15 +1,18 @@
-//! End-to-end ingest: hookgate (TLS, Stripe verification, dedup, fsync'd enqueue, delivery to a
-//! sink) against a baseline TLS server that reads the body and answers 200 with no verification
-//! and no durability — what an app that "just answers 200" costs. Both are measured in the same
-//! run, one after the other at each concurrency, so machine noise hits them alike.
+//! End-to-end ingest: hookgate (TLS, Stripe verification, dedup, durable enqueue, delivery to a
+//! sink) on each storage backend, against a baseline TLS server that reads the body and answers
+//! 200 with no verification and no durability — what an app that "just answers 200" costs. All
+//! are measured in the same run, one after the other at each concurrency, so machine noise hits
+//! them alike.
 //!
-//! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration and
-//! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections. The data directory is
-//! a temp dir (`TMPDIR` picks the disk whose fsync is measured).
+//! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration,
+//! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
+//! `HOOKGATE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) the Redis of the `redis` rows
+//! (skipped when none answers). The embedded data directory is a temp dir (`TMPDIR` picks the
+//! disk whose fsync is measured).
 //!
 //! Each server runs in a child process (this binary re-executed with `HOOKGATE_BENCH_ROLE`), so
-//! its peak memory is read from its own `/proc/<pid>/status` apart from the load generator's.
-//! The load generator and the sink (hookgate's upstream) run in this process.
+//! its CPU time and peak memory are read from its own `/proc/<pid>/` apart from the load
+//! generator's. The load generator and the sinks (hookgate's upstreams) run in this process.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,8 +40,6 @@ const SECRET: &str = "whsec_bench_stripe";
 /// Request body size: a typical Stripe event.
 const BODY: usize = 1024;
 
-/// Requests answered by `answer_200` in this process (in the parent: deliveries to the sink).
-static ANSWERED: AtomicU64 = AtomicU64::new(0);
 /// Next event id; unique across rows and targets so hookgate never answers "duplicate".
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -69,28 +70,32 @@ async fn child(role: &str, dir: &Path) -> Result<(), Error> {
     }
     // The baseline gets hookgate's own rustls settings (TLS 1.3/1.2, ring, ALPN h2 + http/1.1).
     let tls = hookgate::server::tls::load_pair(&dir.join("bench.crt"), &dir.join("bench.key"))?;
-    tokio::spawn(serve_200(ingress, Some(TlsAcceptor::from(tls))));
+    let answered = Arc::new(AtomicU64::new(0));
+    tokio::spawn(serve_200(ingress, Some(TlsAcceptor::from(tls)), answered));
     stdin_closed.await?;
     Ok(())
 }
 
 /// The baseline server, and (without TLS) hookgate's upstream sink: the same hyper-util auto
 /// connection builder hookgate uses, with a handler that only drains the body and answers 200.
-async fn serve_200(listener: TcpListener, tls: Option<TlsAcceptor>) {
-    async fn answer_200(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn serve_200(listener: TcpListener, tls: Option<TlsAcceptor>, answered: Arc<AtomicU64>) {
+    async fn answer_200(
+        req: Request<Incoming>,
+        answered: Arc<AtomicU64>,
+    ) -> Result<Response<Full<Bytes>>, hyper::Error> {
         req.into_body().collect().await?;
-        ANSWERED.fetch_add(1, Relaxed);
+        answered.fetch_add(1, Relaxed);
         let mut ok = Response::new(Full::new(Bytes::from_static(br#"{"status":"accepted"}"#)));
         let json = header::HeaderValue::from_static("application/json");
         ok.headers_mut().insert(header::CONTENT_TYPE, json);
         Ok(ok)
     }
     while let Ok((tcp, _)) = listener.accept().await {
-        let tls = tls.clone();
+        let (tls, answered) = (tls.clone(), Arc::clone(&answered));
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let svc = hyper::service::service_fn(answer_200);
+            let svc = hyper::service::service_fn(move |r| answer_200(r, Arc::clone(&answered)));
             match tls {
                 None => http.serve_connection(TokioIo::new(tcp), svc).await,
                 Some(acceptor) => match acceptor.accept(tcp).await {
@@ -103,27 +108,111 @@ async fn serve_200(listener: TcpListener, tls: Option<TlsAcceptor>) {
     }
 }
 
+/// One server under test: its child process, address, and (for hookgate) its sink's counter.
+struct Target {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    /// Deliveries received by this target's sink; None for the baseline (it delivers nothing).
+    delivered: Option<Arc<AtomicU64>>,
+    /// Events this target answered `accepted`, warm-up included.
+    accepted: u64,
+}
+
+/// What one row measured on one target.
+struct Row {
+    rps: f64,
+    lat: Vec<u32>,
+    errors: u64,
+    backlog: Option<u64>,
+    drain_s: Option<f64>,
+    cpu_us: f64,
+    peak_mib: f64,
+}
+
 async fn drive() -> Result<(), Error> {
     let secs = std::env::var("HOOKGATE_BENCH_SECS").map_or(Ok(5), |s| s.parse())?;
     let conns = std::env::var("HOOKGATE_BENCH_CONNS").unwrap_or_else(|_| "1,16,64".into());
     let conns: Vec<usize> = conns.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let redis_url = std::env::var("HOOKGATE_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
 
     let dir = tempfile::tempdir()?;
-    let d = dir.path().display();
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
-    let (crt, key) = (pair.cert.pem(), pair.signing_key.serialize_pem());
-    std::fs::write(dir.path().join("bench.crt"), crt)?;
-    std::fs::write(dir.path().join("bench.key"), key)?;
-    let sink = TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = sink.local_addr()?;
-    tokio::spawn(serve_200(sink, None));
-    // Defaults otherwise: upstream concurrency 16, no rate limit, 5 min timestamp tolerance.
-    let config = format!(
-        r#"[server]
+    std::fs::write(dir.path().join("bench.crt"), pair.cert.pem())?;
+    std::fs::write(
+        dir.path().join("bench.key"),
+        pair.signing_key.serialize_pem(),
+    )?;
+    let mut targets = vec![Target::start("baseline", dir.path(), None).await?];
+    targets.push(Target::start("embedded", dir.path(), Some(storage_embedded(dir.path()))).await?);
+    match redis_answers(&redis_url).await {
+        true => {
+            let prefix = format!("hgbench{}", std::process::id());
+            let storage = storage_redis(&redis_url, &prefix);
+            targets.push(Target::start("redis", dir.path(), Some(storage)).await?);
+        }
+        false => println!("(no Redis answers at {redis_url}: the redis rows are skipped)"),
+    }
+    let tls = client_tls(&dir.path().join("bench.crt"))?;
+    // Warm up each (connections, allocator, file growth); not reported.
+    for t in &mut targets {
+        let (_, warm, _) = load(t.addr, &tls, 4, Duration::from_secs(1)).await;
+        t.accepted += warm.len() as u64;
+        t.drain().await;
+    }
+    let reset = targets.iter().all(|t| reset_peak(&t.child));
+    header(secs, reset)?;
+    let mut verdicts = Vec::new();
+    for &n in &conns {
+        let mut base_rps = f64::NAN;
+        for t in &mut targets {
+            let row = t.row(&tls, n, Duration::from_secs(secs)).await;
+            print_row(t.name, n, &row);
+            if t.delivered.is_none() {
+                base_rps = row.rps;
+            } else {
+                verdicts.push(format!(
+                    "{n:>3} conns: {:<8} {:>7.0} req/s = {:.2}x the baseline's {:.0}; {:.1} µs CPU per event",
+                    t.name, row.rps, row.rps / base_rps, base_rps, row.cpu_us
+                ));
+            }
+        }
+    }
+    verdicts.iter().for_each(|v| println!("{v}"));
+    for t in &mut targets {
+        t.stop().await?;
+    }
+    Ok(())
+}
+
+impl Target {
+    /// Starts a server child: the baseline when `storage` is None, else hookgate with that
+    /// `[storage]` block and a sink of its own in this process.
+    async fn start(name: &'static str, dir: &Path, storage: Option<String>) -> Result<Self, Error> {
+        let Some(storage) = storage else {
+            let (child, addr) = spawn_server("baseline", dir).await?;
+            return Ok(Target {
+                name,
+                child,
+                addr,
+                delivered: None,
+                accepted: 0,
+            });
+        };
+        let sink = TcpListener::bind("127.0.0.1:0").await?;
+        let sink_addr = sink.local_addr()?;
+        let delivered = Arc::new(AtomicU64::new(0));
+        tokio::spawn(serve_200(sink, None, Arc::clone(&delivered)));
+        let own = dir.join(name);
+        std::fs::create_dir_all(&own)?;
+        let d = dir.display();
+        // Defaults otherwise: upstream concurrency 16, no rate limit, 5 min timestamp tolerance.
+        let config = format!(
+            r#"[server]
 listen = "127.0.0.1:0"
 tls = {{ cert = "{d}/bench.crt", key = "{d}/bench.key" }}
-[storage]
-path = "{d}/data"
+{storage}
 [[route]]
 name = "stripe"
 path = "/webhooks/stripe"
@@ -131,74 +220,156 @@ scheme = "stripe"
 secrets = ["{SECRET}"]
 upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
 "#
-    );
-    std::fs::write(dir.path().join("hookgate.toml"), config)?;
-    let mut servers = [
-        spawn_server("baseline", dir.path()).await?,
-        spawn_server("hookgate", dir.path()).await?,
-    ];
-    let tls = client_tls(&dir.path().join("bench.crt"))?;
-    // Warm up both (connections, allocator, redb file growth); not reported.
-    load(servers[0].1, &tls, 4, Duration::from_secs(1)).await;
-    let (_, warm, _) = load(servers[1].1, &tls, 4, Duration::from_secs(1)).await;
-    let mut accepted = warm.len();
-    let reset = servers.iter().all(|(c, _)| reset_peak(c));
+        );
+        std::fs::write(own.join("hookgate.toml"), config)?;
+        let (child, addr) = spawn_server("hookgate", &own).await?;
+        Ok(Target {
+            name,
+            child,
+            addr,
+            delivered: Some(delivered),
+            accepted: 0,
+        })
+    }
 
+    /// One row: load for `run`, then (hookgate) wait for the sink to get every accepted event;
+    /// the CPU figure covers both, so delivery is paid for by the events it delivers.
+    async fn row(&mut self, tls: &TlsConnector, conns: usize, run: Duration) -> Row {
+        reset_peak(&self.child);
+        let cpu0 = cpu_us(&self.child);
+        let (rps, lat, errors) = load(self.addr, tls, conns, run).await;
+        self.accepted += lat.len() as u64;
+        let backlog = self
+            .delivered
+            .as_ref()
+            .map(|d| self.accepted.saturating_sub(d.load(Relaxed)));
+        let drain_s = match self.delivered {
+            Some(_) => Some(self.drain().await),
+            None => None,
+        };
+        let cpu = cpu_us(&self.child).saturating_sub(cpu0);
+        let peak_mib = status_kib(&self.child, "VmHWM:") as f64 / 1024.0;
+        let cpu_us = cpu as f64 / lat.len().max(1) as f64;
+        Row {
+            rps,
+            lat,
+            errors,
+            backlog,
+            drain_s,
+            cpu_us,
+            peak_mib,
+        }
+    }
+
+    /// Waits (at most 60 s) until the sink has every accepted event; returns the seconds waited.
+    async fn drain(&self) -> f64 {
+        let Some(delivered) = &self.delivered else {
+            return 0.0;
+        };
+        let t = Instant::now();
+        while delivered.load(Relaxed) < self.accepted && t.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if delivered.load(Relaxed) < self.accepted {
+            println!(
+                "{}: {} of {} accepted events delivered after 60 s",
+                self.name,
+                delivered.load(Relaxed),
+                self.accepted
+            );
+        }
+        t.elapsed().as_secs_f64()
+    }
+
+    async fn stop(&mut self) -> Result<(), Error> {
+        drop(self.child.stdin.take()); // EOF: the child stops (hookgate drains and flushes)
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await??;
+        if let Some(d) = &self.delivered {
+            println!(
+                "{}: {} of {} accepted events delivered",
+                self.name,
+                d.load(Relaxed),
+                self.accepted
+            );
+        }
+        Ok(())
+    }
+}
+
+fn storage_embedded(dir: &Path) -> String {
+    format!("[storage]\npath = \"{}/embedded-data\"", dir.display())
+}
+
+fn storage_redis(url: &str, prefix: &str) -> String {
+    format!("[storage]\nbackend = \"redis\"\nredis_url = \"{url}\"\nkey_prefix = \"{prefix}\"")
+}
+
+async fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let conn = client.get_multiplexed_async_connection();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), conn).await,
+        Ok(Ok(_))
+    )
+}
+
+fn header(secs: u64, reset: bool) -> Result<(), Error> {
     let load_avg = std::fs::read_to_string("/proc/loadavg")?;
     let load_avg = load_avg.split(' ').take(3).collect::<Vec<_>>().join(" ");
     println!("Stripe events, {BODY} B bodies, HTTP/1.1 keep-alive over TLS, {secs} s per row");
     println!("load average before the run: {load_avg}");
     let since = ["since its start", "during the row (clear_refs)"][usize::from(reset)];
-    println!("peak MiB = the server's VmHWM {since}; backlog = accepted, not yet delivered");
     println!(
-        "{:<9}|{:>6} |{:>8} |{:>7} |{:>7} |{:>7} |{:>7} |{:>8} |{:>9}",
-        "target", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "backlog", "peak MiB"
+        "peak MiB = the server's VmHWM {since}; backlog = accepted, not yet delivered at the row's end;"
     );
-    let mut verdicts = Vec::new();
-    for &n in &conns {
-        let mut rates = [0.0; 2];
-        for (i, (name, (child, addr))) in ["baseline", "hookgate"].iter().zip(&servers).enumerate()
-        {
-            reset_peak(child);
-            let (rps, lat, errors) = load(*addr, &tls, n, Duration::from_secs(secs)).await;
-            let peak = status_kib(child, "VmHWM:") as f64 / 1024.0;
-            let backlog = if i == 0 {
-                "-".to_string() // the baseline delivers nothing
-            } else {
-                accepted += lat.len();
-                let delivered = ANSWERED.load(Relaxed) as usize;
-                accepted.saturating_sub(delivered).to_string()
-            };
-            rates[i] = rps;
-            let (p50, p99, max) = (ms(&lat, 0.5), ms(&lat, 0.99), ms(&lat, 1.0));
-            println!(
-                "{name:<9}|{n:>6} |{rps:>8.0} |{p50:>7.2} |{p99:>7.2} |{max:>7.2} |{errors:>7} |{backlog:>8} |{peak:>9.1}"
-            );
-        }
-        let pct = 100.0 * rates[1] / rates[0];
-        verdicts.push(format!(
-            "{n:>3} conns: hookgate {:.0} req/s = {pct:.0} % of the baseline's {:.0} req/s",
-            rates[1], rates[0]
-        ));
-    }
-    verdicts.iter().for_each(|v| println!("{v}"));
-
-    // Every accepted event must reach the sink; report how long the backlog took to drain.
-    let drain = Instant::now();
-    while (ANSWERED.load(Relaxed) as usize) < accepted && drain.elapsed().as_secs() < 60 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     println!(
-        "delivered to the sink: {} of {accepted} accepted (warm-up included), {:.1} s after the last row",
-        ANSWERED.load(Relaxed),
-        drain.elapsed().as_secs_f64()
+        "drain s = time until the sink had them all; CPU µs/ev = server process CPU (user + sys) over load and drain / accepted"
     );
-    for (child, _) in &mut servers {
-        drop(child.stdin.take()); // EOF: the child stops (hookgate drains and flushes)
-        tokio::time::timeout(Duration::from_secs(20), child.wait()).await??;
-    }
+    println!(
+        "{:<9}|{:>6} |{:>8} |{:>7} |{:>7} |{:>7} |{:>7} |{:>8} |{:>8} |{:>10} |{:>9}",
+        "target",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "backlog",
+        "drain s",
+        "CPU µs/ev",
+        "peak MiB"
+    );
     Ok(())
 }
+
+fn print_row(name: &str, n: usize, r: &Row) {
+    let (p50, p99, max) = (ms(&r.lat, 0.5), ms(&r.lat, 0.99), ms(&r.lat, 1.0));
+    let backlog = r.backlog.map_or("-".into(), |b| b.to_string());
+    let drain = r.drain_s.map_or("-".into(), |d| format!("{d:.2}"));
+    println!(
+        "{name:<9}|{n:>6} |{:>8.0} |{p50:>7.2} |{p99:>7.2} |{max:>7.2} |{:>7} |{backlog:>8} |{drain:>8} |{:>10.1} |{:>9.1}",
+        r.rps, r.errors, r.cpu_us, r.peak_mib
+    );
+}
+
+/// A process's CPU time so far (user + system), in µs, from `/proc/<pid>/stat`.
+fn cpu_us(child: &Child) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id().unwrap_or(0)));
+    let stat = stat.unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks * 1_000_000 / CLOCK_TICKS
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on (USER_HZ is fixed by the kernel ABI).
+const CLOCK_TICKS: u64 = 100;
 
 /// The `q` quantile of sorted microsecond latencies, in milliseconds.
 fn ms(sorted: &[u32], q: f64) -> f64 {
