@@ -11,7 +11,7 @@ mod sweep;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -22,6 +22,7 @@ pub use error::StorageError;
 
 use crate::metrics::StorageErrors;
 use slot::Slot;
+pub(crate) use writer::Durable;
 use writer::{Call, Op};
 
 /// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
@@ -69,7 +70,7 @@ struct Inner {
     // None once closed: later writes fail with `StorageError::Closed`.
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    commits: Arc<AtomicU64>,
+    counts: Arc<writer::Counts>,
 }
 
 /// Page cache used by `Db::open`.
@@ -89,15 +90,15 @@ impl Db {
         private::prepare_dir(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
         private::prepare_file(&file).map_err(|e| StorageError::Io(Arc::new(e)))?;
         let slot = Slot::open(file, cache_bytes)?;
-        let commits = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(writer::Counts::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let writer = writer::spawn(Arc::clone(&slot), rx, Arc::clone(&commits))
+        let writer = writer::spawn(Arc::clone(&slot), rx, Arc::clone(&counts))
             .map_err(|e| StorageError::Io(Arc::new(e)))?;
         let inner = Inner {
             slot,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            commits,
+            counts,
         };
         Ok(Db {
             inner: Arc::new(inner),
@@ -111,7 +112,18 @@ impl Db {
 
     /// Number of write transactions committed since open (one per group commit).
     pub fn commits(&self) -> u64 {
-        self.inner.commits.load(Ordering::Relaxed)
+        self.inner.counts.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many times the file was reopened after an I/O error; each reopen keeps only what
+    /// was fsync'd, so a [`Durable::Later`] write reported as committed may be undone.
+    pub(crate) fn reopens(&self) -> u64 {
+        self.inner.slot.reopens()
+    }
+
+    /// Number of those commits that were fsync'd.
+    pub fn syncs(&self) -> u64 {
+        self.inner.counts.syncs.load(Ordering::Relaxed)
     }
 
     /// Whether writes commit: false from a failed commit on the file (a full disk) until the
@@ -125,6 +137,12 @@ impl Db {
         let mut health = self.inner.slot.health();
         // An error means the writer is gone; the caller's next operation then says so.
         let _ = health.wait_for(|healthy| *healthy).await.is_ok();
+    }
+
+    /// Reopens the file as the writer does after an I/O error: what was not fsync'd is undone.
+    #[cfg(test)]
+    pub(crate) fn reopen(&self) {
+        self.inner.slot.reopen().unwrap();
     }
 
     /// Forces the health, as a failed commit or a recovery would.
@@ -167,8 +185,17 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
     {
+        self.write_with(Durable::Now, f).await
+    }
+
+    /// Like [`Db::write`]; with [`Durable::Later`] it returns once committed, before the fsync.
+    pub(crate) async fn write_with<T, F>(&self, durable: Durable, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        self.submit(f, move |r| drop(tx.send(r))).await?;
+        self.submit(durable, f, move |r| drop(tx.send(r))).await?;
         rx.await.unwrap_or(Err(StorageError::Closed))
     }
 
@@ -176,14 +203,20 @@ impl Db {
     ///
     /// `then` runs on the writer thread with the commit's outcome (on the caller's, with the
     /// error, when the op is refused); it must be quick and must not drop the last `Db` handle
-    /// (the writer cannot join itself).
-    pub(crate) async fn submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
+    /// (the writer cannot join itself). With [`Durable::Later`] that outcome comes before the
+    /// fsync (see [`writer`]).
+    pub(crate) async fn submit<T, F, C>(
+        &self,
+        durable: Durable,
+        f: F,
+        then: C,
+    ) -> Result<(), StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let op: Op = Box::new(Call::new(f, then));
+        let op: Op = Box::new(Call::new(durable, f, then));
         let sent = match self.sender() {
             Ok(sender) => sender
                 .send(op)
@@ -201,7 +234,7 @@ impl Db {
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let op: Op = Box::new(Call::new(f, then));
+        let op: Op = Box::new(Call::new(Durable::Now, f, then));
         let sender = match self.sender() {
             Ok(sender) => sender,
             Err(e) => return Err(refused((op, e))),

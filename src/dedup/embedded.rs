@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redb::WriteTransaction;
 
 use super::{Claim, DedupError, Store};
-use crate::embedded::{DEDUP, DEDUP_BY_EXPIRY, Db, StorageError, now_ms};
+use crate::embedded::{DEDUP, DEDUP_BY_EXPIRY, Db, Durable, StorageError, now_ms};
 
 /// Inserts between two prunings of expired markers (claims whose owner vanished).
 const PRUNE_EVERY: u32 = 1024;
@@ -139,8 +139,9 @@ impl Store for EmbeddedDedup {
         let marker = Pending::Completing(deadline(now, self.dedup_ttl));
         lock(&self.claims).insert(record.clone(), marker, now);
         let write = move |txn: &WriteTransaction| put_done(txn, &record.0, &record.1, expires);
+        // Lost in a crash, the record lets a retry of an enqueued event through once more.
         self.db
-            .submit(write, on_commit)
+            .submit(Durable::Later, write, on_commit)
             .await
             .map_err(DedupError::Unavailable)
     }

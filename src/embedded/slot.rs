@@ -5,6 +5,7 @@
 //! only the writer thread replaces it (see `docs/architecture.md`, "Storage faults").
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -22,6 +23,8 @@ pub(super) struct Slot {
     healthy: watch::Sender<bool>,
     /// Failed commits and reopen attempts, for `/metrics`.
     pub(super) errors: StorageErrors,
+    /// Successful reopens: each one may have undone commits that were not fsync'd yet.
+    reopens: AtomicU64,
 }
 
 impl Slot {
@@ -34,6 +37,7 @@ impl Slot {
             cache_bytes,
             healthy: watch::Sender::new(true),
             errors: StorageErrors::default(),
+            reopens: AtomicU64::new(0),
         }))
     }
 
@@ -66,7 +70,13 @@ impl Slot {
         }
         let db = open_db(&self.path, self.cache_bytes)?;
         *self.lock_write() = Some(db);
+        self.reopens.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// How many times the database was reopened since the gateway started.
+    pub(super) fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Acquire)
     }
 
     /// Whether writes currently commit.

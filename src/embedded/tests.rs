@@ -53,7 +53,7 @@ async fn close_flushes_queued_writes_then_refuses() {
         txn.open_table(META)?.insert("queued", 7)?;
         Ok(())
     };
-    db.submit(write, |_| {}).await.unwrap();
+    db.submit(Durable::Now, write, |_| {}).await.unwrap();
     db.close();
     assert!(matches!(
         put(&db, "late", false).await,
@@ -122,4 +122,52 @@ fn only_failures_of_the_file_call_for_a_reopen() {
     assert!(!StorageError::from(redb::StorageError::Corrupted("x".into())).is_io());
     assert!(!StorageError::Busy.is_io());
     assert!(!StorageError::Unavailable.is_io());
+}
+
+/// Writes one META counter with the given durability.
+async fn put_with(db: &Db, durable: Durable, key: &'static str) {
+    db.write_with(durable, move |txn| {
+        txn.open_table(META)?.insert(key, 1)?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn later_writes_commit_at_once_and_are_fsynced_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let (commits, syncs) = (db.commits(), db.syncs());
+    put_with(&db, Durable::Later, "a").await;
+    put_with(&db, Durable::Later, "b").await;
+    assert_eq!(meta_len(&db), 2, "visible to readers once committed");
+    assert_eq!((db.commits() - commits, db.syncs() - syncs), (2, 0));
+    tokio::time::sleep(writer::MAX_UNSYNCED * 3).await;
+    assert_eq!(
+        (db.commits() - commits, db.syncs() - syncs),
+        (3, 1),
+        "one empty fsync'd commit, by the writer itself, once the bound passed"
+    );
+    tokio::time::sleep(writer::MAX_UNSYNCED * 2).await;
+    assert_eq!(db.syncs() - syncs, 1, "nothing unsynced: the writer sleeps");
+    put_with(&db, Durable::Now, "c").await;
+    assert_eq!(
+        db.syncs() - syncs,
+        2,
+        "a Now write is fsync'd before it returns"
+    );
+}
+
+#[tokio::test]
+async fn a_later_write_is_fsynced_by_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let syncs = db.syncs();
+    put_with(&db, Durable::Later, "a").await;
+    db.close();
+    assert_eq!(db.syncs() - syncs, 1, "the writer's last act");
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(meta_len(&db), 1);
 }

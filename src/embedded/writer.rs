@@ -3,10 +3,19 @@
 //! Why one thread: redb allows one write transaction at a time and every commit costs an fsync.
 //! Batching every op that is waiting into one transaction lets concurrent requests share that
 //! fsync, so throughput grows with load instead of queueing behind the disk.
+//!
+//! Not every write needs its own fsync. An enqueue does: the sender's `200` waits for it. An
+//! acknowledgement, a retry's new due time, a dedup record or a history line lost in a crash
+//! costs a redelivery, a repeated attempt or a missing line, never an event; such writes are
+//! [`Durable::Later`] and commit without an fsync (redb's `Durability::None`), becoming durable
+//! with the next fsync'd commit. That commit comes with the next `Durable::Now` write, and at
+//! the latest `MAX_UNSYNCED` after the first unsynced one, so the window a crash can undo is
+//! bounded. (redb reuses freed pages only after a durable commit, which bounds the file too.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Durability, WriteTransaction};
 use tokio::sync::mpsc;
@@ -19,6 +28,24 @@ mod recover;
 /// Most ops applied in one transaction: bounds the transaction's size and the wait of the
 /// first op in the batch.
 const MAX_BATCH: usize = 1024;
+/// Longest time a `Durable::Later` write stays without an fsync.
+pub(crate) const MAX_UNSYNCED: Duration = Duration::from_millis(100);
+
+/// When a write must be on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// fsync'd before the caller hears of the commit.
+    Now,
+    /// Committed (visible to readers) at once, fsync'd with a later commit within `MAX_UNSYNCED`.
+    Later,
+}
+
+/// Transactions committed since open: all of them, and those fsync'd.
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) commits: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+}
 
 /// One write waiting for the writer.
 pub(crate) type Op = Box<dyn Write>;
@@ -29,6 +56,8 @@ pub(crate) trait Write: Send {
     fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StorageError>;
     /// Reports the batch's outcome to whoever waits for this write.
     fn finish(self: Box<Self>, commit: Result<(), StorageError>);
+    /// Whether the batch holding this write must be fsync'd before it is reported.
+    fn durable(&self) -> Durable;
 }
 
 /// A closure run in the transaction whose result goes to `then` once the commit is known.
@@ -36,14 +65,16 @@ pub(crate) struct Call<F, T, C> {
     f: Option<F>,
     out: Option<T>,
     then: C,
+    durable: Durable,
 }
 
 impl<F, T, C> Call<F, T, C> {
-    pub(crate) fn new(f: F, then: C) -> Self {
+    pub(crate) fn new(durable: Durable, f: F, then: C) -> Self {
         Call {
             f: Some(f),
             out: None,
             then,
+            durable,
         }
     }
 }
@@ -66,28 +97,70 @@ where
         let Call { out, then, .. } = *self;
         then(commit.and_then(|()| out.ok_or(StorageError::Closed)));
     }
+
+    fn durable(&self) -> Durable {
+        self.durable
+    }
 }
 
 /// Starts the writer thread; it ends once every sender is dropped and the channel is drained.
 pub(super) fn spawn(
     slot: Arc<Slot>,
     rx: mpsc::Receiver<Op>,
-    commits: Arc<AtomicU64>,
+    counts: Arc<Counts>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-storage".into())
-        .spawn(move || run(&slot, rx, &commits))
+        .spawn(move || run(&slot, rx, &counts))
 }
 
-fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
-    // Blocks only this dedicated thread, never a tokio worker.
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = drain(first, &mut rx);
-        let result = commit(slot, &mut batch);
+fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
+    // A runtime of its own on this dedicated thread (never a tokio worker), only to wait for
+    // the next op with a deadline.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!(error = %e, "storage writer could not start"),
+    };
+    // When the first commit not yet fsync'd was made.
+    let mut unsynced: Option<Instant> = None;
+    loop {
+        let next = match unsynced {
+            None => rt.block_on(rx.recv()).map(Some),
+            Some(since) => {
+                let deadline = tokio::time::Instant::from_std(since + MAX_UNSYNCED);
+                match rt.block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await }) {
+                    Ok(op) => op.map(Some),
+                    Err(_elapsed) => Some(None), // time to fsync what is unsynced
+                }
+            }
+        };
+        let Some(first) = next else { break };
+        let mut batch = first.map(|op| drain(op, &mut rx)).unwrap_or_default();
+        let now = batch.is_empty()
+            || batch.iter().any(|op| op.durable() == Durable::Now)
+            || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED);
+        let result = commit(slot, &mut batch, now);
         match &result {
-            Ok(()) => drop(commits.fetch_add(1, Ordering::Relaxed)),
+            Ok(()) => {
+                counts.commits.fetch_add(1, Ordering::Relaxed);
+                if now {
+                    counts.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Err(e) => tracing::error!(error = %e, ops = batch.len(), "storage commit failed"),
         }
+        unsynced = match &result {
+            Ok(()) if now => None,
+            Ok(()) => unsynced.or(Some(Instant::now())),
+            // The file is reopened: it holds what was fsync'd, and nothing else to sync.
+            Err(e) if e.is_io() => None,
+            // A failed sync is tried again later, not in a loop.
+            Err(_) if batch.is_empty() => Some(Instant::now()),
+            Err(_) => unsynced,
+        };
         let failed = result.as_ref().is_err_and(StorageError::is_io);
         if failed {
             // Before anyone hears of the failure, so neither `/readyz` nor the error count lags
@@ -100,6 +173,15 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
         }
         if failed && !recover::run(slot, &mut rx) {
             break;
+        }
+    }
+    if unsynced.is_some() {
+        match commit(slot, &mut [], true) {
+            Ok(()) => {
+                counts.commits.fetch_add(1, Ordering::Relaxed);
+                counts.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "storage: last sync failed"),
         }
     }
     tracing::debug!("storage writer stopped");
@@ -117,12 +199,16 @@ fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
     batch
 }
 
-/// Applies the batch in one transaction and commits it with an fsync.
+/// Applies the batch in one transaction and commits it, with an fsync when `fsync`; an empty
+/// fsync'd batch makes every unsynced commit before it durable.
 ///
 /// If any op fails the transaction is dropped (aborted) and the whole batch gets the error.
-fn commit(slot: &Slot, batch: &mut [Op]) -> Result<(), StorageError> {
+fn commit(slot: &Slot, batch: &mut [Op], fsync: bool) -> Result<(), StorageError> {
     let mut txn = slot.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    txn.set_durability(match fsync {
+        true => Durability::Immediate,
+        false => Durability::None,
+    })?;
     for op in batch.iter_mut() {
         op.apply(&txn)?;
     }

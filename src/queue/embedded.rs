@@ -8,6 +8,7 @@ mod api;
 mod dlq;
 mod history;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::schedule::{Next, Schedule};
 use super::{Job, record};
-use crate::embedded::{Db, META, QUEUE, StorageError, now_ms};
+use crate::embedded::{Db, Durable, META, QUEUE, StorageError, now_ms};
 
 /// Key in `META` of the highest sequence number ever stored (jobs and dead letters).
 const LAST_SEQ: &str = "last_seq";
@@ -28,6 +29,8 @@ pub struct EmbeddedQueue {
     schedule: Arc<Schedule>,
     next_seq: Arc<AtomicU64>,
     history: Arc<history::Rings>,
+    /// The store's reopen count last seen by `resync`.
+    reopens: Arc<AtomicU64>,
 }
 
 impl EmbeddedQueue {
@@ -47,11 +50,41 @@ impl EmbeddedQueue {
             last = last.max(seq);
         }
         Ok(EmbeddedQueue {
-            db,
             schedule: Arc::new(schedule),
             next_seq: Arc::new(AtomicU64::new(last + 1)),
             history: Arc::default(),
+            reopens: Arc::new(AtomicU64::new(db.reopens())),
+            db,
         })
+    }
+
+    /// After the store was reopened (an I/O error), puts back into the schedule the jobs the
+    /// file still holds but the schedule forgot: their acknowledgement was committed without
+    /// an fsync and undone by the reopen, so they are delivered again rather than stranded.
+    fn resync(&self) -> Result<(), StorageError> {
+        let now = self.db.reopens();
+        if self.reopens.swap(now, Ordering::AcqRel) == now {
+            return Ok(());
+        }
+        let txn = self.db.read()?;
+        let mut stored: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        for entry in txn.open_table(QUEUE)?.iter()? {
+            let (key, value) = entry?;
+            let (lane, seq) = key.value();
+            let due = record::due_of(value.value())?;
+            stored.entry(lane.to_owned()).or_default().push((due, seq));
+        }
+        let restored: usize = stored
+            .iter()
+            .map(|(lane, jobs)| self.schedule.restore(lane, jobs))
+            .sum();
+        if restored > 0 {
+            tracing::warn!(
+                restored,
+                "jobs whose acknowledgement a storage reopen undid are queued again"
+            );
+        }
+        Ok(())
     }
 
     /// Hands every leased job back to the queue, due now (call only when no worker runs).
@@ -100,7 +133,12 @@ impl EmbeddedQueue {
     ///
     /// `after` runs on the writer thread, so the schedule is right even if the caller is
     /// cancelled while waiting.
-    async fn write_then<T, F, A>(&self, write: F, after: A) -> Result<T, StorageError>
+    async fn write_then<T, F, A>(
+        &self,
+        durable: Durable,
+        write: F,
+        after: A,
+    ) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
@@ -117,7 +155,7 @@ impl EmbeddedQueue {
             after(&schedule, result.as_ref().ok());
             let _ = tx.send(result);
         };
-        self.db.submit(write, then).await?;
+        self.db.submit(durable, write, then).await?;
         rx.await.unwrap_or(Err(StorageError::Closed))
     }
 

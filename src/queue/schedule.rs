@@ -89,6 +89,23 @@ impl Schedule {
         busy.map(|(name, _)| name.clone()).collect()
     }
 
+    /// Adds the stored `jobs` (due, seq) of `route` that it neither holds nor has leased, due
+    /// at their stored time; returns how many. For a store that may have undone acks.
+    pub(super) fn restore(&self, route: &str, jobs: &[(u64, u64)]) -> usize {
+        let mut routes = self.lock();
+        let queue = entry(&mut routes, route);
+        let known: HashSet<u64> = queue.due.iter().map(|(_, seq)| *seq).collect();
+        let missing = jobs
+            .iter()
+            .filter(|(_, seq)| !known.contains(seq) && !queue.leased.contains(seq));
+        let missing: Vec<(u64, u64)> = missing.copied().collect();
+        queue.due.extend(missing.iter().copied());
+        if !missing.is_empty() {
+            queue.notify.notify_waiters();
+        }
+        missing.len()
+    }
+
     /// Makes every leased job of every route due at `now_ms`; returns how many. Only for when
     /// no worker runs: their leases are abandoned (the workers were stopped or aborted).
     pub(super) fn release_all(&self, now_ms: u64) -> usize {
@@ -148,5 +165,19 @@ mod tests {
         assert_eq!(s.lease("r", 20), Next::Lease(2));
         assert_eq!(s.lease("r", 20), Next::Lease(1));
         assert_eq!(s.release_all(30), 2);
+    }
+
+    #[test]
+    fn restore_adds_only_what_is_neither_due_nor_leased() {
+        let s = Schedule::default();
+        s.insert("r", 10, 1);
+        s.insert("r", 10, 2);
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        s.remove("r", 3); // never held: as if its ack had been undone
+        assert_eq!(s.restore("r", &[(10, 1), (10, 2), (5, 3)]), 1);
+        assert_eq!(s.depth("r"), 3, "1 leased, 2 and 3 due");
+        assert_eq!(s.lease("r", 10), Next::Lease(3));
+        assert_eq!(s.lease("r", 10), Next::Lease(2));
+        assert_eq!(s.restore("r", &[(10, 1), (10, 2), (5, 3)]), 0);
     }
 }

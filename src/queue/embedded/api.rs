@@ -8,7 +8,7 @@ use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
 use super::{EmbeddedQueue, Schedule, history, put_job, settle};
-use crate::embedded::{QUEUE, StorageError, now_ms, to_ms};
+use crate::embedded::{Durable, QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
 use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
 
@@ -54,6 +54,7 @@ impl Queue for EmbeddedQueue {
         let notify = self.schedule.notifier(lane);
         loop {
             self.db.healthy().await;
+            self.resync()?;
             // Registered before looking, so a job added in between still wakes us.
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -81,7 +82,8 @@ impl Queue for EmbeddedQueue {
             Ok(())
         };
         let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
-        Ok(self.write_then(write, after).await?)
+        // Lost in a crash, the ack costs a redelivery: it rides along with the next fsync.
+        Ok(self.write_then(Durable::Later, write, after).await?)
     }
 
     /// The job is due again at `at` even if the write fails (it then keeps its old record).
@@ -92,7 +94,8 @@ impl Queue for EmbeddedQueue {
         let key = lane.clone();
         let write = move |txn: &WriteTransaction| put_job(txn, &key, seq, &bytes);
         let after = move |s: &Schedule, _: Option<&()>| s.insert(&lane, due, seq);
-        Ok(self.write_then(write, after).await?)
+        // Lost in a crash, the job keeps its previous record: due at once, one attempt fewer.
+        Ok(self.write_then(Durable::Later, write, after).await?)
     }
 
     async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {

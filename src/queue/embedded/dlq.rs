@@ -4,7 +4,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{EmbeddedQueue, Schedule, bump_last_seq, put_job, settle};
-use crate::embedded::{DEAD, DEAD_IDS, QUEUE, StorageError, now_ms};
+use crate::embedded::{DEAD, DEAD_IDS, Durable, QUEUE, StorageError, now_ms};
 use crate::queue::{DeadEvent, Job, record};
 
 impl EmbeddedQueue {
@@ -71,7 +71,8 @@ impl EmbeddedQueue {
             put_dead(txn, &key, &id, dead.seq, &bytes)
         };
         let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
-        self.write_then(write, after).await
+        // Lost in a crash, the job is still queued and dies again after one more attempt.
+        self.write_then(Durable::Later, write, after).await
     }
 
     /// Puts `dead` back at the tail of `lane` with attempts reset and the same event ids, in
@@ -107,7 +108,7 @@ impl EmbeddedQueue {
                 .flatten()
                 .for_each(|seq| s.insert(&lane, due, *seq));
         };
-        Ok(self.write_then(write, after).await?.len())
+        Ok(self.write_then(Durable::Now, write, after).await?.len())
     }
 
     /// Deletes the dead event `id` of `lane`; false if there was none. Durable when Ok.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redb::WriteTransaction;
 
 use super::EmbeddedQueue;
-use crate::embedded::{Db, HISTORY, StorageError};
+use crate::embedded::{Db, Durable, HISTORY, StorageError};
 use crate::queue::{AttemptRecord, HISTORY_MAX};
 
 /// How long a line may wait for another write before it is written on its own.
@@ -70,7 +70,9 @@ async fn flush(db: &Db, rings: &Rings) {
     if lines.is_empty() {
         return;
     }
-    if let Err(e) = db.write(move |txn| write(txn, &lines)).await {
+    // A missing line costs no event: committed at once, fsync'd with a later commit.
+    let write = move |txn: &WriteTransaction| write(txn, &lines);
+    if let Err(e) = db.write_with(Durable::Later, write).await {
         tracing::warn!(error = %e, "delivery history lines lost");
     }
 }
