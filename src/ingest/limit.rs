@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -76,12 +76,15 @@ impl Limiter {
 
     /// `Err(wait)` when over the limit; `ip` is keyed by [`ip_key`]. The per-IP bucket is checked first so that one noisy
     /// client does not also drain the route's bucket for everyone else.
+    ///
+    /// The wait is measured on the limiter's own clock: building a `DefaultClock` calibrates
+    /// it (CPUID and a timing loop), which cost 13 % of the gateway's CPU when done per request.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
+        let clock = self.route.clock();
         if let Some(per_ip) = &self.per_ip {
             per_ip
                 .check_key(&ip_key(ip))
-                .map_err(|n| n.wait_time_from(clock.now()))?;
+                .map_err(|n| n.wait_time_from(per_ip.clock().now()))?;
         }
         self.route
             .check()
