@@ -146,9 +146,10 @@ async fn drive() -> Result<(), Error> {
     )?;
     let mut targets = vec![Target::start("baseline", dir.path(), None).await?];
     targets.push(Target::start("embedded", dir.path(), Some(storage_embedded(dir.path()))).await?);
-    match redis_answers(&redis_url).await {
+    let prefix = format!("hgbench{}", std::process::id());
+    let redis = redis_answers(&redis_url).await;
+    match redis {
         true => {
-            let prefix = format!("hgbench{}", std::process::id());
             let storage = storage_redis(&redis_url, &prefix);
             targets.push(Target::start("redis", dir.path(), Some(storage)).await?);
         }
@@ -182,6 +183,10 @@ async fn drive() -> Result<(), Error> {
     verdicts.iter().for_each(|v| println!("{v}"));
     for t in &mut targets {
         t.stop().await?;
+    }
+    if redis {
+        // Its dedup records would otherwise sit in the shared Redis for their whole 24 h TTL.
+        clean_redis(&redis_url, &prefix).await?;
     }
     Ok(())
 }
@@ -313,6 +318,31 @@ async fn redis_answers(url: &str) -> bool {
         tokio::time::timeout(Duration::from_secs(2), conn).await,
         Ok(Ok(_))
     )
+}
+
+/// Deletes every key under `prefix`, a SCAN page at a time (KEYS would block the server).
+async fn clean_redis(url: &str, prefix: &str) -> Result<(), Error> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK").arg(keys).exec_async(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 fn header(secs: u64, reset: bool) -> Result<(), Error> {

@@ -154,6 +154,76 @@ async fn sigkill_loses_no_accepted_event(store: Store) {
     s.opts.clean().await;
 }
 
+/// Senders keep sending while the gateway is SIGKILLed, its upstream up (deliveries and their
+/// acknowledgements are in flight): every event answered 200 is delivered, after the restart if
+/// not before.
+async fn sigkill_under_load_loses_no_accepted_event(store: Store) {
+    let s = setup(store, 10_000);
+    let sink = Sink::start_at(s.upstream).await;
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let senders = (0..8).map(|task| {
+        let (client, port, stopped) = (s.client.clone(), s.ingress, stopped.clone());
+        tokio::spawn(async move {
+            let url = format!("https://localhost:{port}/webhooks/stripe");
+            let mut accepted = Vec::new();
+            for n in 0.. {
+                if *stopped.borrow() {
+                    break;
+                }
+                let id = format!("evt_load_{task}_{n}");
+                match send_stripe(&client, &url, STRIPE_SECRET, &id).await {
+                    Ok(r) if r.status() == 200 => accepted.push(id),
+                    Ok(_) => {}
+                    // The gateway is gone: wait for the test to say stop.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            accepted
+        })
+    });
+    let senders: Vec<_> = senders.collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.child.kill().unwrap(); // SIGKILL mid-load
+    gw.child.wait().unwrap();
+    stop.send(true).unwrap();
+    let accepted: Vec<String> = futures_util::future::join_all(senders)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
+
+    let mut gw = Proc::spawn(&s.config, s.admin);
+    gw.wait_healthy(&s.client).await;
+    let delivered = |sink: &Sink| -> std::collections::HashSet<String> {
+        let bodies = sink.delivered().into_iter().map(|r| r.body);
+        bodies
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = delivered(&sink);
+        let missing: Vec<_> = accepted.iter().filter(|id| !got.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} accepted events never delivered, e.g. {:?}",
+            missing.len(),
+            accepted.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(gw);
+    s.opts.clean().await;
+}
+
 async fn sigterm_drains_and_exits_zero(store: Store) {
     let s = setup(store, 5);
     let _sink = Sink::start_at(s.upstream).await;
@@ -232,6 +302,7 @@ fn check_accepts_good_and_refuses_bad_config_with_64() {
 
 crate::both_backends!(
     sigkill_loses_no_accepted_event,
+    sigkill_under_load_loses_no_accepted_event,
     sigterm_drains_and_exits_zero,
     send_test_signs_like_the_provider,
 );
