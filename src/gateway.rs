@@ -198,6 +198,7 @@ fn serve(
         idle_timeout: s.idle_timeout,
         grace: s.shutdown_grace,
         max_body: config.routes.iter().map(|r| r.max_body).max().unwrap_or(0),
+        h2_ping: server::H2_PING,
     };
     // The admin listener is meant for loopback, where every client is one address.
     let admin_limits = server::Limits {
