@@ -252,6 +252,61 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     s.opts.clean().await;
 }
 
+/// A route removed while its event still waits for a retry: the lane stays listed with its
+/// queue depth (nothing delivers it any more), and the log says so.
+async fn a_route_removed_by_a_reload_keeps_its_queued_events_visible(store: Store) {
+    let sink = Sink::start().await;
+    sink.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let s = Setup::new(store, &sink, |o| {
+        o.max_attempts = 1000;
+        o.schedule = r#"["1s"]"#;
+    });
+    let gw = s.start().await;
+    let body = br#"{"zen":"queued"}"#.to_vec();
+    let url = format!("https://localhost:{}/webhooks/github", s.ingress);
+    let mut req = s.client.post(url).body(body.clone());
+    for (n, v) in github_headers("gh-queued-1", &body) {
+        req = req.header(n, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
+    eventually(Duration::from_secs(20), "a failed attempt", async || {
+        sink.hits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+
+    s.edit(|t| {
+        t.split("[[route]]\nname = \"github\"")
+            .next()
+            .unwrap()
+            .to_owned()
+    });
+    gw.signal("-HUP");
+    eventually(
+        Duration::from_secs(10),
+        "github listed as removed",
+        async || {
+            s.route("github")
+                .await
+                .is_some_and(|r| r["removed"] == true)
+        },
+    )
+    .await;
+    let route = s.route("github").await.unwrap();
+    let lane = &route["upstreams"][0];
+    assert_eq!(
+        (&lane["removed"], &lane["queue_depth"]),
+        (&Value::from(true), &Value::from(1)),
+        "{route}"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("removed by the reload") && log.contains("github"),
+        "{log}"
+    );
+    drop(gw);
+    s.opts.clean().await;
+}
+
 /// SIGTERM while a reload retires a generation: its attempts in flight end and are acknowledged
 /// before the exit (nothing is delivered again after a restart), within the one deadline.
 async fn shutdown_during_a_reload_waits_for_the_retiring_workers(store: Store) {
@@ -378,6 +433,7 @@ crate::both_backends!(
     sighup_during_deliveries_never_doubles_upstream_concurrency,
     a_suspended_upstream_stays_suspended_across_a_sighup,
     a_route_removed_by_a_reload_keeps_its_dead_letters_reachable,
+    a_route_removed_by_a_reload_keeps_its_queued_events_visible,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
