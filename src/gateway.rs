@@ -85,8 +85,17 @@ pub async fn run(
         Some(t) => Some(Arc::new(Reloadable::new(tls::server_config(t)?))),
         None => None,
     };
-    let Storage { queue, dedup, db } = open_storage(&config.storage)?;
+    let Storage {
+        queue,
+        dedup,
+        db,
+        redis,
+    } = open_storage(&config.storage)?;
     let mut tasks = Tasks::default();
+    if let Some(redis) = redis {
+        // Redis connects lazily: the check waits for it (within op_timeout) beside serving.
+        tasks.push(tokio::spawn(async move { redis.check_persistence().await }));
+    }
     if let Some(db) = &db {
         tasks.push(db.spawn_sweeper(Duration::from_secs(60), shutdown.clone()));
     }
@@ -198,6 +207,7 @@ fn serve(
         idle_timeout: s.idle_timeout,
         grace: s.shutdown_grace,
         max_body: config.routes.iter().map(|r| r.max_body).max().unwrap_or(0),
+        h2_ping: server::H2_PING,
     };
     // The admin listener is meant for loopback, where every client is one address.
     let admin_limits = server::Limits {

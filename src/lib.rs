@@ -67,6 +67,8 @@ pub(crate) struct Storage {
     pub(crate) queue: queue::Backend,
     pub(crate) dedup: dedup::Dedup,
     pub(crate) db: Option<embedded::Db>,
+    /// The Redis connection, when that is the backend (for the persistence check at start).
+    pub(crate) redis: Option<redis_conn::Redis>,
 }
 
 /// Opens the configured backend. Redis connects lazily: the gateway starts while Redis is down
@@ -81,21 +83,19 @@ pub(crate) fn open_storage(s: &config::StorageConfig) -> Result<Storage, RunErro
                 queue: queue::Backend::Embedded(queue),
                 dedup: dedup::Dedup::Embedded(dedup),
                 db: Some(db),
+                redis: None,
             })
         }
         StorageBackend::Redis => {
             let redis =
                 redis_conn::Redis::connect(s.redis_url.expose(), &s.key_prefix, s.op_timeout)?;
             let queue = queue::redis_stream::RedisQueue::new(redis.clone(), s.visibility_timeout);
-            tokio::spawn({
-                let redis = redis.clone();
-                async move { redis.check_persistence().await }
-            });
-            let dedup = dedup::redis::RedisDedup::new(redis, s.dedup_ttl, s.claim_ttl);
+            let dedup = dedup::redis::RedisDedup::new(redis.clone(), s.dedup_ttl, s.claim_ttl);
             Ok(Storage {
                 queue: queue::Backend::Redis(queue),
                 dedup: dedup::Dedup::Redis(dedup),
                 db: None,
+                redis: Some(redis),
             })
         }
     }

@@ -135,30 +135,68 @@ impl Redis {
         format!("{}:{{{route}}}:{rest}", self.0.prefix)
     }
 
-    /// Warns when Redis would lose acknowledged events on a restart (no AOF), or when it
-    /// cannot be asked. Never fails: the gateway runs either way.
-    pub async fn check_persistence(&self) {
+    /// Asks Redis how it persists writes (`CONFIG GET append*`).
+    pub async fn persistence(&self) -> Result<Persistence, RedisError> {
         let mut asked = redis::cmd("CONFIG");
         asked.arg("GET").arg("append*");
-        let config: HashMap<String, String> = match self.query(&asked).await {
-            Ok(c) => c,
+        let config: HashMap<String, String> = self.query(&asked).await?;
+        Ok(Persistence::from_config(&config))
+    }
+
+    /// Logs at start what Redis's persistence means for acknowledged events (see
+    /// [`Persistence::report`]). Never fails: the gateway runs either way.
+    pub async fn check_persistence(&self) {
+        match self.persistence().await {
+            Ok(p) => p.report(),
             Err(e) => {
-                tracing::warn!(error = %e, "could not read Redis persistence settings (CONFIG GET)");
-                return;
+                tracing::warn!(error = %e, "could not read Redis persistence settings (CONFIG GET)")
             }
-        };
-        let aof = config.get("appendonly").map(String::as_str);
-        let fsync = config.get("appendfsync").map_or("?", String::as_str);
-        if aof != Some("yes") {
-            tracing::warn!(
+        }
+    }
+}
+
+/// How Redis persists what it acknowledges, which bounds what hookgate's `200` promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persistence {
+    /// `appendonly no`: a Redis restart loses every event written since the last snapshot.
+    NoAof,
+    /// The AOF is on but fsynced lazily (`appendfsync` named here): a crash of the Redis host
+    /// may lose about a second of acknowledged events.
+    LazyFsync(String),
+    /// `appendfsync always`: every answer waits for the disk, as the embedded store does.
+    Always,
+    /// Redis did not say (`CONFIG GET` hidden by a proxy or a managed service).
+    Unknown,
+}
+
+impl Persistence {
+    /// Reads the answer to `CONFIG GET append*`.
+    pub fn from_config(config: &HashMap<String, String>) -> Persistence {
+        match config.get("appendonly").map(String::as_str) {
+            None => Persistence::Unknown,
+            Some("yes") => match config.get("appendfsync").map(String::as_str) {
+                Some("always") => Persistence::Always,
+                fsync => Persistence::LazyFsync(fsync.unwrap_or("unknown").to_owned()),
+            },
+            Some(_) => Persistence::NoAof,
+        }
+    }
+
+    /// Logs what the operator should know: a warning when a Redis restart loses events.
+    pub fn report(&self) {
+        match self {
+            Persistence::NoAof => tracing::warn!(
                 "Redis has appendonly no: accepted events are lost if Redis restarts; \
                  set appendonly yes (see docs/redis.md)"
-            );
-        } else if fsync != "always" {
-            tracing::info!(
-                appendfsync = fsync,
+            ),
+            Persistence::LazyFsync(fsync) => tracing::info!(
+                appendfsync = %fsync,
                 "Redis AOF on; a crash of the Redis host may lose up to ~1 s of acknowledged events"
-            );
+            ),
+            Persistence::Always => {}
+            Persistence::Unknown => tracing::warn!(
+                "Redis did not report appendonly; make sure its AOF is on (see docs/redis.md)"
+            ),
         }
     }
 }
@@ -199,5 +237,31 @@ pub(crate) mod testing {
                 .await
                 .unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn persistence_is_read_from_config_get() {
+        let p = |pairs: &[(&str, &str)]| Persistence::from_config(&config(pairs));
+        let always = [("appendonly", "yes"), ("appendfsync", "always")];
+        assert_eq!(p(&always), Persistence::Always);
+        let everysec = [("appendonly", "yes"), ("appendfsync", "everysec")];
+        assert_eq!(p(&everysec), Persistence::LazyFsync("everysec".into()));
+        let unsaid = [("appendonly", "yes")];
+        assert_eq!(p(&unsaid), Persistence::LazyFsync("unknown".into()));
+        let off = [("appendonly", "no"), ("appendfsync", "always")];
+        assert_eq!(p(&off), Persistence::NoAof);
+        assert_eq!(p(&[]), Persistence::Unknown);
     }
 }

@@ -113,6 +113,7 @@ pub async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(60),
         grace: Duration::from_secs(1),
         max_body: 25 << 20,
+        h2_ping: hookgate::server::H2_PING,
     };
     hookgate::server::serve(listener, None, limits, |req, _| print_request(req), rx).await;
     Ok(())

@@ -36,8 +36,34 @@ fn run(args: &[&str], config: &Path) -> Output {
         .unwrap()
 }
 
-/// Writes `edit(good config)` as `bad.toml`, runs `check` on it and asserts exit 64, the key
-/// in the message and `secret` nowhere in the output.
+/// Runs `serve` on `config`, which must exit by itself (a refused file, before binding);
+/// killed and failed after 30 s.
+fn serve_exits(config: &Path) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("HOOKGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!(
+                "serve ran on a config that check refuses: {}",
+                config.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Writes `edit(good config)` as `bad.toml`, runs `check` and `serve` on it and asserts exit
+/// 64 from both (before anything binds), the key in the message and `secret` nowhere in the
+/// output.
 fn refused(
     dir: &Path,
     good: &Path,
@@ -47,19 +73,23 @@ fn refused(
 ) {
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, edit(std::fs::read_to_string(good).unwrap())).unwrap();
-    let out = run(&["check"], &bad);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(64), "{key}: {stderr}");
-    assert!(
-        stderr.contains("bad.toml") && stderr.contains(key),
-        "{key}: {stderr}"
-    );
-    if let Some(secret) = secret {
-        let leaked = stderr.contains(secret) || stdout.contains(secret);
-        assert!(!leaked, "{secret} leaked: {stderr}");
+    for (command, out) in [
+        ("check", run(&["check"], &bad)),
+        ("serve", serve_exits(&bad)),
+    ] {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(64), "{command} {key}: {stderr}");
+        assert!(
+            stderr.contains("bad.toml") && stderr.contains(key),
+            "{command} {key}: {stderr}"
+        );
+        if let Some(secret) = secret {
+            let leaked = stderr.contains(secret) || stdout.contains(secret);
+            assert!(!leaked, "{command}: {secret} leaked: {stderr}");
+        }
     }
 }
 
@@ -112,6 +142,68 @@ fn check_refuses_every_config_hole_with_64_naming_the_key() {
         "storage.claim_ttl",
         None,
     );
+    refused(
+        d,
+        &good,
+        |t| t.replacen("schedule = [\"100ms\"]", "schedule = [\"3650d\"]", 1),
+        "route[0].retry.schedule[0]",
+        None,
+    );
+    // A key that is not the certificate's.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(d.join("other.key"), other.signing_key.serialize_pem()).unwrap();
+    let key = d.join("test.key").display().to_string();
+    let other_key = d.join("other.key").display().to_string();
+    refused(
+        d,
+        &good,
+        |t| t.replace(&key, &other_key),
+        "server.tls.key",
+        None,
+    );
+    // `storage.redis_url` takes references like any secret, and never prints its password.
+    let redis_url = |url: &'static str| {
+        move |t: String| {
+            let line = t.lines().find(|l| l.starts_with("redis_url")).unwrap();
+            t.replace(line, &format!("redis_url = \"{url}\""))
+                .replace("backend = \"embedded\"", "backend = \"redis\"")
+        }
+    };
+    refused(
+        d,
+        &good,
+        redis_url("env:HOOKGATE_IT_REDIS_URL_UNSET"),
+        "storage.redis_url",
+        None,
+    );
+    std::fs::write(
+        d.join("redis.url"),
+        "redis://:s3cr3t-pw@db:6379/notanumber\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        d.join("redis.url"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    refused(
+        d,
+        &good,
+        redis_url("file:redis.url"),
+        "storage.redis_url",
+        Some("s3cr3t-pw"),
+    );
+    std::fs::write(d.join("redis.url"), "redis://:s3cr3t-pw@db:6379/0\n").unwrap();
+    let by_file = d.join("by_file.toml");
+    std::fs::write(
+        &by_file,
+        redis_url("file:redis.url")(std::fs::read_to_string(&good).unwrap()),
+    )
+    .unwrap();
+    let out = run(&["check"], &by_file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "file: redis_url: {stderr}");
+    assert!(!stderr.contains("s3cr3t-pw"), "{stderr}");
     refused(
         d,
         &good,

@@ -1,5 +1,6 @@
 //! Redis stops (SIGKILL) and comes back mid-run: 503 + Retry-After while it is down, no
 //! acknowledged event lost (AOF with appendfsync always), service resumes without a restart.
+//! And what the start-up check reads from Redis's persistence settings.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -7,19 +8,29 @@ use std::time::Duration;
 use crate::process::free_port;
 use crate::support::*;
 
-/// A private redis-server with the append-only file on, in a directory of its own.
+/// A private redis-server in a directory of its own.
 struct PrivateRedis {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    persistence: &'static [&'static str],
 }
+
+/// The append-only file on, fsynced before every answer.
+const AOF_ALWAYS: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
 
 impl PrivateRedis {
     async fn start() -> PrivateRedis {
+        PrivateRedis::start_with(AOF_ALWAYS).await
+    }
+
+    /// Started with these persistence arguments.
+    async fn start_with(persistence: &'static [&'static str]) -> PrivateRedis {
         let mut r = PrivateRedis {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             child: None,
+            persistence,
         };
         r.restart().await;
         r
@@ -40,7 +51,7 @@ impl PrivateRedis {
                 "--save",
                 "",
             ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(self.persistence)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -150,4 +161,24 @@ async fn post_with_retry_after(gw: &Gateway, id: &str) -> (u16, bool) {
         resp.status().as_u16(),
         resp.headers().contains_key("retry-after"),
     )
+}
+
+/// The start-up check (`Redis::check_persistence`) reads what a real Redis says: the warning
+/// "Redis has appendonly no" is for exactly the first case.
+#[tokio::test]
+async fn persistence_is_read_from_a_real_redis() {
+    use hookgate::redis_conn::{Persistence, Redis};
+    let cases: [(&'static [&'static str], Persistence); 3] = [
+        (&["--appendonly", "no"], Persistence::NoAof),
+        (
+            &["--appendonly", "yes", "--appendfsync", "everysec"],
+            Persistence::LazyFsync("everysec".into()),
+        ),
+        (AOF_ALWAYS, Persistence::Always),
+    ];
+    for (args, want) in cases {
+        let server = PrivateRedis::start_with(args).await;
+        let redis = Redis::connect(&server.url(), "hgtest", Duration::from_secs(5)).unwrap();
+        assert_eq!(redis.persistence().await.unwrap(), want, "{args:?}");
+    }
 }

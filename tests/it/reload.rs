@@ -1,5 +1,6 @@
 //! SIGHUP on the real binary: two generations of workers never run side by side, lane health
-//! survives, lanes a reload removed stay reachable, and a restart-only key refuses the reload.
+//! survives, lanes a reload removed stay reachable, a restart-only key refuses the reload, and
+//! shutdown (during a reload or not) keeps one deadline.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -251,6 +252,61 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     s.opts.clean().await;
 }
 
+/// A route removed while its event still waits for a retry: the lane stays listed with its
+/// queue depth (nothing delivers it any more), and the log says so.
+async fn a_route_removed_by_a_reload_keeps_its_queued_events_visible(store: Store) {
+    let sink = Sink::start().await;
+    sink.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let s = Setup::new(store, &sink, |o| {
+        o.max_attempts = 1000;
+        o.schedule = r#"["1s"]"#;
+    });
+    let gw = s.start().await;
+    let body = br#"{"zen":"queued"}"#.to_vec();
+    let url = format!("https://localhost:{}/webhooks/github", s.ingress);
+    let mut req = s.client.post(url).body(body.clone());
+    for (n, v) in github_headers("gh-queued-1", &body) {
+        req = req.header(n, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
+    eventually(Duration::from_secs(20), "a failed attempt", async || {
+        sink.hits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+
+    s.edit(|t| {
+        t.split("[[route]]\nname = \"github\"")
+            .next()
+            .unwrap()
+            .to_owned()
+    });
+    gw.signal("-HUP");
+    eventually(
+        Duration::from_secs(10),
+        "github listed as removed",
+        async || {
+            s.route("github")
+                .await
+                .is_some_and(|r| r["removed"] == true)
+        },
+    )
+    .await;
+    let route = s.route("github").await.unwrap();
+    let lane = &route["upstreams"][0];
+    assert_eq!(
+        (&lane["removed"], &lane["queue_depth"]),
+        (&Value::from(true), &Value::from(1)),
+        "{route}"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("removed by the reload") && log.contains("github"),
+        "{log}"
+    );
+    drop(gw);
+    s.opts.clean().await;
+}
+
 /// SIGTERM while a reload retires a generation: its attempts in flight end and are acknowledged
 /// before the exit (nothing is delivered again after a restart), within the one deadline.
 async fn shutdown_during_a_reload_waits_for_the_retiring_workers(store: Store) {
@@ -299,11 +355,85 @@ async fn shutdown_during_a_reload_waits_for_the_retiring_workers(store: Store) {
     s.opts.clean().await;
 }
 
+/// SIGTERM with a delivery that outlasts the grace period, a request body still arriving, an
+/// idle keep-alive connection and a silent one: every drain shares one deadline, so the process
+/// exits at `shutdown_grace` plus a little, not at twice it (listeners, then workers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_has_one_deadline_for_connections_and_deliveries() {
+    use tokio::io::AsyncWriteExt;
+    const GRACE: Duration = Duration::from_secs(6);
+    let sink = Sink::start().await;
+    // Far longer than the grace: the attempt is still running at the deadline.
+    sink.delay_ms.store(60_000, Ordering::SeqCst);
+    let s = Setup::new(Store::Embedded, &sink, |o| {
+        o.server_extra = "header_timeout = \"60s\"".into();
+    });
+    s.edit(|t| {
+        t.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"6s\"")
+            .replace("body_timeout = \"2s\"", "body_timeout = \"60s\"")
+            .replacen(
+                "/stripe\", timeout = \"2s\"",
+                "/stripe\", timeout = \"60s\"",
+                1,
+            )
+    });
+    let mut gw = s.start().await;
+    assert_eq!(s.post_stripe(STRIPE_SECRET, "evt_slow").await, 200);
+    eventually(
+        Duration::from_secs(20),
+        "the attempt in flight",
+        async || sink.inflight.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    let (dir, ingress) = (s._dir.path(), ([127, 0, 0, 1], s.ingress).into());
+    let local = [127, 0, 0, 1].into();
+    // Silent: no TLS handshake, and its header_timeout is a minute away.
+    let _silent = crate::edge::tcp_from(local, ingress).await;
+    let mut idle = crate::edge::tls_from(dir, local, ingress, b"http/1.1").await;
+    idle.write_all(b"GET /nowhere HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut uploading = crate::edge::tls_from(dir, local, ingress, b"http/1.1").await;
+    let head = "POST /webhooks/stripe HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000\r\n\r\n";
+    uploading.write_all(head.as_bytes()).await.unwrap();
+    uploading.write_all(&[b'{'; 10]).await.unwrap();
+    uploading.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    gw.signal("-TERM");
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let st = gw.child.wait().unwrap();
+        (gw, st)
+    });
+    let (gw, status) = tokio::time::timeout(GRACE * 4, status)
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("exit {took:?} after SIGTERM, grace {GRACE:?}");
+    assert!(status.success(), "{status:?}");
+    // The attempt held the gateway to the deadline; past it, 4 s of slack for a loaded
+    // machine, still 2 s short of a second grace period.
+    assert!(took >= GRACE - Duration::from_secs(1), "{took:?}");
+    assert!(
+        took < GRACE + Duration::from_secs(4),
+        "{took:?}: more than one deadline"
+    );
+    assert!(
+        s.log().contains("deliveries still running at the deadline"),
+        "{}",
+        s.log()
+    );
+    drop((gw, idle, uploading));
+}
+
 crate::both_backends!(
     shutdown_during_a_reload_waits_for_the_retiring_workers,
     sighup_during_deliveries_never_doubles_upstream_concurrency,
     a_suspended_upstream_stays_suspended_across_a_sighup,
     a_route_removed_by_a_reload_keeps_its_dead_letters_reachable,
+    a_route_removed_by_a_reload_keeps_its_queued_events_visible,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,20 +30,38 @@ pub fn redis_url() -> String {
     std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Deletes every key under `prefix` (each test has a prefix of its own).
+/// Deletes every key under `prefix` (each test has a prefix of its own). SCAN in steps rather
+/// than one KEYS: the shared Redis may hold other projects' keys by the hundred thousand
+/// (benchmarks), and a single KEYS over them outlasts the client's response timeout.
 pub async fn clean_redis(url: &str, prefix: &str) {
     let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap();
-    if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(keys)
-            .exec_async(&mut conn)
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
             .await
             .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
     }
 }
