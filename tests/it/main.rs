@@ -10,6 +10,7 @@ mod engine;
 mod fuzz_regressions;
 mod hmac_config;
 mod ingress;
+mod mtls;
 mod process;
 mod redis_outage;
 mod reload;
