@@ -167,6 +167,14 @@ pub fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The notAfter of the first certificate in a PEM file, in Unix seconds; `None` when unreadable.
+pub fn cert_not_after(path: &Path) -> Option<i64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let first = pem_certs(path).ok()?.into_iter().next()?;
+    let (_, cert) = X509Certificate::from_der(first.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// A PEM read failure in words; pki-types' own say "I/O error" for a missing file.
 pub fn pem_problem(e: rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;

@@ -4,6 +4,7 @@ mod body_budget;
 mod config_check;
 mod config_files;
 mod delivery;
+mod deploy;
 mod disk_full;
 mod edge;
 mod engine;
