@@ -110,6 +110,7 @@ pub async fn run(
         admissions: TaskTracker::new(),
         known: deliver::KnownLanes::default(),
     };
+    note_cert_expiry(&base.metrics, &config);
     let configured = Arc::new(base.known.lanes(&config.routes));
     let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, configured)));
     let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
@@ -131,6 +132,7 @@ pub async fn run(
                 if !reload(&current, &next, tls.as_deref()) {
                     continue;
                 }
+                note_cert_expiry(&base.metrics, &next);
                 let fresh = Arc::new(base.known.lanes(&next.routes));
                 admin.store(Arc::new(base.admin(&next, fresh.clone())));
                 ingress.store(Arc::new(base.ingress(&next)));
@@ -165,6 +167,14 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Publishes the ingress certificate's notAfter (read after `server_config` made or loaded it).
+fn note_cert_expiry(metrics: &metrics::Metrics, config: &Config) {
+    let tls = config.server.tls.as_ref();
+    if let Some(not_after) = tls.and_then(|t| crate::config::tls::cert_not_after(&t.cert)) {
+        metrics.set_cert_not_after(not_after);
+    }
 }
 
 type Task = tokio::task::JoinHandle<()>;

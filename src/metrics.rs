@@ -38,6 +38,9 @@ pub struct Metrics {
     delivery_seconds: Family<RouteLabels, Histogram>,
     queue_depth: Family<RouteLabels, Gauge>,
     suspended: Family<LaneLabels, Gauge>,
+    oldest_age: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Unix seconds at which the ingress certificate expires (its notAfter).
+    cert_not_after: Gauge,
     /// Per-route totals for `/admin/routes` (the families above cannot be read back by route).
     counts: Mutex<HashMap<String, RouteCounts>>,
 }
@@ -51,6 +54,9 @@ struct LaneLabels {
 struct OpLabels {
     op: &'static str,
 }
+
+/// The operations `StorageErrors` counts.
+const STORAGE_OPS: [&str; 2] = ["commit", "reopen"];
 
 /// Storage errors by operation (`commit`: a write failed on the file; `reopen`: a recovery
 /// attempt failed). Owned by the store that counts them; clones share the counts.
@@ -106,6 +112,18 @@ impl Metrics {
         });
         let queue_depth = Family::<RouteLabels, Gauge>::default();
         let suspended = Family::<LaneLabels, Gauge>::default();
+        let oldest_age = Family::<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "queue_oldest_age_seconds",
+            "Age of a lane's oldest event not yet delivered (0 when empty)",
+            oldest_age.clone(),
+        );
+        registry.register(
+            "tls_cert_not_after_seconds",
+            "Unix time at which the ingress TLS certificate expires (absent without TLS)",
+            cert_not_after.clone(),
+        );
         registry.register(
             "requests",
             "Webhook requests by route, status and reason",
@@ -136,6 +154,11 @@ impl Metrics {
             "1 while a lane's upstream is suspended",
             suspended.clone(),
         );
+        // Zero samples for the ops the store counts: a counter that springs into being at its
+        // first error is missed by `increase()` in the alert (deploy/prometheus/alerts.yml).
+        for op in STORAGE_OPS {
+            let _ = storage.0.get_or_create(&OpLabels { op });
+        }
         registry.register(
             "storage_errors",
             "Storage errors by operation (a full disk, an I/O error)",
@@ -149,6 +172,8 @@ impl Metrics {
             delivery_seconds,
             queue_depth,
             suspended,
+            oldest_age,
+            cert_not_after,
             counts: Mutex::default(),
         }
     }
@@ -187,6 +212,13 @@ impl Metrics {
             .set(i64::from(suspended));
     }
 
+    /// Gives a configured route its zero samples, so rates and alerts see its first increment.
+    pub fn init_route(&self, route: &str) {
+        let _ = self.dedup_unavailable.get_or_create(&RouteLabels {
+            route: route.into(),
+        });
+    }
+
     /// Counts an event accepted without dedup.
     pub fn dedup_unavailable(&self, route: &str) {
         self.dedup_unavailable
@@ -223,6 +255,18 @@ impl Metrics {
                 route: route.into(),
             })
             .set(depth as i64);
+    }
+
+    /// Sets a lane's oldest-event age (refreshed at scrape time); `None` for an empty lane.
+    pub fn set_oldest_age(&self, lane: &str, age: Option<std::time::Duration>) {
+        self.oldest_age
+            .get_or_create(&LaneLabels { lane: lane.into() })
+            .set(age.map_or(0.0, |a| a.as_secs_f64()));
+    }
+
+    /// Sets the ingress certificate's expiry, in Unix seconds.
+    pub fn set_cert_not_after(&self, unix_secs: i64) {
+        self.cert_not_after.set(unix_secs);
     }
 
     /// The Prometheus text exposition.

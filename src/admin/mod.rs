@@ -68,10 +68,17 @@ impl Admin {
     }
 
     async fn metrics_text(&self) -> Response<Full<Bytes>> {
+        self.routes.iter().for_each(|r| self.metrics.init_route(r));
         for lane in self.lanes.all() {
             match self.queue.depth(&lane.lane).await {
                 Ok(depth) => self.metrics.set_queue_depth(&lane.lane, depth),
                 Err(e) => tracing::warn!(lane = %lane.lane, error = %e, "queue depth unavailable"),
+            }
+            match self.queue.oldest_age(&lane.lane).await {
+                Ok(age) => self.metrics.set_oldest_age(&lane.lane, age),
+                Err(e) => {
+                    tracing::warn!(lane = %lane.lane, error = %e, "oldest event age unavailable")
+                }
             }
             self.metrics.set_suspended(&lane.lane, lane.is_suspended());
         }

@@ -151,6 +151,7 @@ impl Config {
         let routes = route::routes(&mut cx, raw.routes)?;
         storage::check_visibility(&cx, &storage, &routes)?;
         check_inflight(&cx, &server, &routes)?;
+        check_client_cert(&cx, &server, &routes)?;
         Ok(Config {
             source: file.into(),
             server,
@@ -164,7 +165,13 @@ impl Config {
 
 fn server(cx: &mut Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
     let tls = match (raw.tls, raw.insecure_http) {
-        (Some(t), _) => Some(tls::tls(cx, t)?),
+        (Some(t), _) => Some(tls::tls(cx, t, raw.client_ca.as_deref())?),
+        (None, true) if raw.client_ca.is_some() => {
+            return Err(cx.err(
+                "server.client_ca",
+                "needs server.tls: client certificates are part of the TLS handshake",
+            ));
+        }
         (None, true) => None,
         (None, false) => {
             return Err(cx.err(
@@ -237,6 +244,18 @@ fn check_inflight(cx: &Cx, server: &ServerConfig, routes: &[Route]) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// A route restricted by client certificate needs the listener to ask for one.
+fn check_client_cert(cx: &Cx, server: &ServerConfig, routes: &[Route]) -> Result<(), ConfigError> {
+    let asks = server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    match routes.iter().position(|r| r.client_cert.is_some()) {
+        Some(i) if !asks => Err(cx.err(
+            format!("route[{i}].client_cert"),
+            "needs server.client_ca: without it no client certificate is asked for",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn admin(cx: &mut Cx, raw: raw::RawAdmin) -> Result<AdminConfig, ConfigError> {

@@ -25,6 +25,8 @@ pub struct RawServer {
     #[serde(default = "d_listen")]
     pub listen: String,
     pub tls: Option<RawTls>,
+    /// PEM bundle: client certificates signed by it are required (mTLS).
+    pub client_ca: Option<String>,
     #[serde(default)]
     pub insecure_http: bool,
     #[serde(default = "d_body_timeout")]
@@ -138,6 +140,8 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub allow_ips: Vec<String>,
+    /// Which verified client certificates may post (needs `server.client_ca`).
+    pub client_cert: Option<RawClientCert>,
     /// The route's single upstream; or `upstreams` for fan-out.
     pub upstream: Option<RawUpstream>,
     #[serde(default)]
@@ -150,6 +154,17 @@ pub struct RawRoute {
     /// What makes two events the same: `"id"`, or `"id+body"` (also the body's SHA-256).
     #[serde(default = "d_dedup")]
     pub dedup: String,
+}
+
+/// `route.client_cert`: a certificate is let through when one of its SANs is in `sans` or its
+/// subject holds every attribute of one entry of `subjects`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCert {
+    #[serde(default)]
+    pub sans: Vec<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
 }
 
 /// `route.rate_limit`.

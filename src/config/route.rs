@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use super::raw::{RawRateLimit, RawRetry, RawRoute};
 use super::upstream::{Upstream, upstreams};
 use super::{ConfigError, Cx, MAX_DELAY};
+use crate::ingest::client_cert::ClientCertRule;
 use crate::verify::Scheme;
 
 /// One webhook endpoint: what it accepts and where verified events go.
@@ -26,6 +27,8 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     /// Source networks allowed to post; empty means everyone.
     pub allow_ips: Vec<IpNet>,
+    /// Client certificates allowed to post (`client_cert`); `None` lets every verified one through.
+    pub client_cert: Option<ClientCertRule>,
     /// One entry (`upstream`) or several (`upstreams`, fan-out), each its own queue lane.
     pub upstreams: Vec<Upstream>,
     /// JSON pointer to the event type in the body (else the scheme's event type).
@@ -110,6 +113,11 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         max_body: cx.size(&format!("{key}.max_body"), &r.max_body)?,
         rate_limit: r.rate_limit.map(|l| rate_limit(cx, key, l)).transpose()?,
         allow_ips: cx.cidrs(&format!("{key}.allow_ips"), &r.allow_ips)?,
+        client_cert: r
+            .client_cert
+            .map(|c| ClientCertRule::new(&c.sans, &c.subjects))
+            .transpose()
+            .map_err(|e| cx.err(format!("{key}.client_cert"), e))?,
         upstreams: upstreams(cx, key, r.upstream, r.upstreams)?,
         event_type: r.event_type,
         retry: retry(cx, key, r.retry)?,

@@ -1,6 +1,6 @@
-//! TLS material compiled at load: the server's certificate pair and the upstreams' CA bundles,
-//! so `hookgate check` refuses a file that would otherwise fail after binding, or be skipped
-//! silently at delivery time.
+//! TLS material compiled at load: the server's certificate pair, the client CA bundle (mTLS) and
+//! the upstreams' CA bundles, so `hookgate check` refuses a file that would otherwise fail after
+//! binding, or be skipped silently at delivery time.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use super::raw::RawTls;
 use super::secret::readable_by_others;
 use super::{ConfigError, Cx};
-use crate::server::tls::{TlsError, load_pair};
+use crate::server::tls::{TlsError, load};
 
 /// Certificate and key PEM files, and the rustls config built from them.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Create a self-signed development pair when both files are missing.
     pub dev_self_signed: bool,
+    /// `server.client_ca`: client certificates are required and verified against it.
+    pub client_ca: Option<ClientCa>,
     /// The parsed and matched pair; `None` only while the development pair is yet to be made
     /// (by `serve`, never by `check`).
     pub compiled: Option<Arc<rustls::ServerConfig>>,
@@ -32,8 +34,18 @@ impl fmt::Debug for TlsConfig {
             .field("cert", &self.cert)
             .field("key", &self.key)
             .field("dev_self_signed", &self.dev_self_signed)
+            .field("client_ca", &self.client_ca.as_ref().map(|c| &c.path))
             .finish_non_exhaustive()
     }
+}
+
+/// `server.client_ca`, compiled: the bundle's roots in a webpki client verifier.
+#[derive(Clone)]
+pub struct ClientCa {
+    /// Where the bundle was read from (for messages).
+    pub path: PathBuf,
+    /// Refuses, during the handshake, a client without a certificate chaining to the bundle.
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 /// An https upstream's own CA bundle, with the client config that trusts it.
@@ -51,7 +63,14 @@ impl fmt::Debug for UpstreamTls {
     }
 }
 
-pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
+pub(super) fn tls(
+    cx: &mut Cx,
+    raw: RawTls,
+    client_ca: Option<&str>,
+) -> Result<TlsConfig, ConfigError> {
+    let client_ca = client_ca
+        .map(|p| self::client_ca(cx, cx.path(p)))
+        .transpose()?;
     let (cert, key) = (cx.path(&raw.cert), cx.path(&raw.key));
     let dev_pending = raw.dev_self_signed && !cert.exists() && !key.exists();
     let compiled = if dev_pending {
@@ -59,7 +78,8 @@ pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
         cx.warn("server.tls", note);
         None
     } else {
-        Some(load_pair(&cert, &key).map_err(|e| pair_err(cx, e, &cert, &key))?)
+        let loaded = load(&cert, &key, client_ca.as_ref());
+        Some(loaded.map_err(|e| pair_err(cx, e, &cert, &key))?)
     };
     if compiled.is_some() && readable_by_others(&key) {
         cx.warn(
@@ -74,8 +94,30 @@ pub(super) fn tls(cx: &mut Cx, raw: RawTls) -> Result<TlsConfig, ConfigError> {
         cert,
         key,
         dev_self_signed: raw.dev_self_signed,
+        client_ca,
         compiled,
     })
+}
+
+/// Reads `server.client_ca`: at least one certificate, each usable as a trust anchor.
+fn client_ca(cx: &Cx, path: PathBuf) -> Result<ClientCa, ConfigError> {
+    let problem = |p: String| cx.err("server.client_ca", format!("{}: {p}", path.display()));
+    let certs = pem_certs(&path).map_err(problem)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| match e {
+            rustls::Error::InvalidCertificate(why) => {
+                problem(format!("not a usable CA certificate ({why:?})"))
+            }
+            other => problem(other.to_string()),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|e| problem(e.to_string()))?;
+    Ok(ClientCa { path, verifier })
 }
 
 fn pair_err(cx: &Cx, e: TlsError, cert: &Path, key: &Path) -> ConfigError {
@@ -123,6 +165,14 @@ pub fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err("no PEM certificate in the file".into());
     }
     Ok(certs)
+}
+
+/// The notAfter of the first certificate in a PEM file, in Unix seconds; `None` when unreadable.
+pub fn cert_not_after(path: &Path) -> Option<i64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let first = pem_certs(path).ok()?.into_iter().next()?;
+    let (_, cert) = X509Certificate::from_der(first.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// A PEM read failure in words; pki-types' own say "I/O error" for a missing file.

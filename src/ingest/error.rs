@@ -21,6 +21,9 @@ pub enum IngestError {
     /// The client IP is outside the route's allow-list.
     #[error("source IP not allowed")]
     Forbidden,
+    /// The client certificate's SANs and subject are outside the route's `client_cert`.
+    #[error("client certificate not allowed")]
+    ClientCertForbidden,
     /// The route or client IP is over its rate.
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
@@ -53,7 +56,7 @@ impl IngestError {
         match self {
             IngestError::NotFound => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            IngestError::Forbidden => StatusCode::FORBIDDEN,
+            IngestError::Forbidden | IngestError::ClientCertForbidden => StatusCode::FORBIDDEN,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -70,6 +73,7 @@ impl IngestError {
             IngestError::NotFound => "no_route",
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::Forbidden => "ip_not_allowed",
+            IngestError::ClientCertForbidden => "client_cert_not_allowed",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::TooLarge => "payload_too_large",
             IngestError::BodyTimeout => "body_timeout",

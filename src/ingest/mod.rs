@@ -6,6 +6,7 @@
 
 mod accept;
 pub mod body;
+pub mod client_cert;
 pub mod error;
 pub mod limit;
 pub mod route;
@@ -30,6 +31,7 @@ use crate::config::Route;
 use crate::dedup::Dedup;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Event};
+use crate::server::tls::PeerCert;
 use crate::verify::{Unverified, Verified};
 
 /// Headers that describe one hop, not the event; never forwarded (RFC 9110 §7.6.1).
@@ -143,7 +145,7 @@ impl Ingress {
         self.accept(&route, &parts.headers, body, verified).await
     }
 
-    /// Allow-list, then rate limit: the cheap checks before any body byte is read.
+    /// Allow-list, client certificate, then rate limit: the cheap checks before any body byte is read.
     fn admit(
         &self,
         route: &RouteState,
@@ -153,6 +155,12 @@ impl Ingress {
         let ip = limit::client_ip(peer, req.headers(), &self.trusted_proxies);
         if !route.allows(ip) {
             return Err(IngestError::Forbidden);
+        }
+        if let Some(rule) = &route.cfg.client_cert {
+            let cert = req.extensions().get::<PeerCert>();
+            if !cert.is_some_and(|c| rule.allows(c.0.as_ref())) {
+                return Err(IngestError::ClientCertForbidden);
+            }
         }
         match &route.limiter {
             Some(l) => l

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::Limits;
+use super::tls::PeerCert;
 
 /// How long a peer gets to finish a graceful close after an idle timeout.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -62,7 +63,7 @@ where
         let activity = Arc::new(Activity::new());
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = tls else {
-            return self.http(stream, peer, Proto::Sniff, activity).await;
+            return self.http(stream, peer, Proto::Sniff, activity, None).await;
         };
         let deadline = activity.opened + self.limits.header_timeout;
         match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
@@ -72,20 +73,32 @@ where
                     Some(b"h2") => Proto::H2,
                     _ => Proto::H1,
                 };
-                self.http(tls, peer, proto, activity).await
+                // With `server.client_ca`, the handshake verified this certificate.
+                let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let cert = cert.map(|c| PeerCert(Arc::new(c.clone().into_owned())));
+                self.http(tls, peer, proto, activity, cert).await
             }
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake not done within header_timeout"),
         }
     }
 
-    async fn http<IO>(self, io: IO, peer: SocketAddr, proto: Proto, activity: Arc<Activity>)
-    where
+    async fn http<IO>(
+        self,
+        io: IO,
+        peer: SocketAddr,
+        proto: Proto,
+        activity: Arc<Activity>,
+        cert: Option<PeerCert>,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (handler, seen) = (self.handler, activity.clone());
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let busy = seen.begin();
+            if let Some(cert) = &cert {
+                req.extensions_mut().insert(cert.clone());
+            }
             let fut = handler(req, peer);
             async move {
                 let resp = fut.await;

@@ -3,10 +3,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
+use crate::config::tls::ClientCa;
+
+/// The client certificate a connection presented (end entity, verified against
+/// `server.client_ca` during the handshake); put in each request's extensions for the
+/// routes that restrict by subject or SAN.
+#[derive(Clone, Debug)]
+pub struct PeerCert(pub Arc<CertificateDer<'static>>);
 
 /// Why TLS could not be set up; names the file, never prints key material.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +62,20 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
     if cfg.dev_self_signed && !cfg.cert.exists() && !cfg.key.exists() {
         write_dev_pair(&cfg.cert, &cfg.key)?;
     }
-    load_pair(&cfg.cert, &cfg.key)
+    load(&cfg.cert, &cfg.key, cfg.client_ca.as_ref())
 }
 
 /// Parses both PEM files and checks that the key is the certificate's (rustls `keys_match`).
 pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    load(cert, key, None)
+}
+
+/// `load_pair`, requiring client certificates signed by `client_ca` when one is given.
+pub fn load(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&ClientCa>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = crate::config::tls::pem_certs(cert).map_err(|problem| TlsError::Cert {
         path: cert.display().to_string(),
         problem,
@@ -69,10 +85,13 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, T
         problem: crate::config::tls::pem_problem(e),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(ca.verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -138,6 +138,26 @@ fn check_refuses_every_config_hole_with_64_naming_the_key() {
     refused(
         d,
         &good,
+        |t| {
+            t.replacen(
+                "shutdown_grace",
+                "client_ca = \"garbage.pem\"\nshutdown_grace",
+                1,
+            )
+        },
+        "server.client_ca",
+        None,
+    );
+    refused(
+        d,
+        &good,
+        route_key("client_cert = { sans = [\"relay.example.com\"] }"),
+        "route[0].client_cert",
+        None,
+    );
+    refused(
+        d,
+        &good,
         |t| t.replace("claim_ttl = \"30s\"", "claim_ttl = \"3650d\""),
         "storage.claim_ttl",
         None,

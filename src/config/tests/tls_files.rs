@@ -86,3 +86,42 @@ fn upstream_ca_bundles_are_parsed_at_load() {
     let c = d.load(&text).unwrap();
     assert!(c.routes[0].upstreams[0].tls.is_some());
 }
+
+#[test]
+fn client_ca_bundle_is_parsed_at_load() {
+    let d = Dir::new();
+    let p = pair();
+    d.write("k.pem", p.signing_key.serialize_pem(), 0o600);
+    d.write("c.pem", p.cert.pem(), 0o644);
+    let text = with_tls("").replace("[storage]", "client_ca = \"clients.pem\"\n[storage]");
+    d.refused(&text, "server.client_ca", "file not found");
+    d.write("clients.pem", "garbage", 0o644);
+    d.refused(&text, "server.client_ca", "no PEM");
+    d.write("clients.pem", GARBAGE_DER_PEM, 0o644);
+    d.refused(&text, "server.client_ca", "clients.pem");
+    d.write("clients.pem", pair().cert.pem(), 0o644);
+    let c = d.load(&text).unwrap();
+    assert!(c.server.tls.unwrap().client_ca.is_some());
+}
+
+#[test]
+fn client_cert_rules_need_client_ca_and_valid_entries() {
+    let d = Dir::new();
+    let plain = GOOD.replace(
+        "insecure_http = true",
+        "insecure_http = true\nclient_ca = \"x.pem\"",
+    );
+    d.refused(&plain, "server.client_ca", "needs server.tls");
+    let rule = |r: &str| GOOD.replace("upstream = {", &format!("client_cert = {r}\nupstream = {{"));
+    d.refused(
+        &rule("{ sans = [\"a.example\"] }"),
+        "route[0].client_cert",
+        "needs server.client_ca",
+    );
+    d.refused(&rule("{}"), "route[0].client_cert", "at least one");
+    d.refused(
+        &rule("{ subjects = [\"XX=1\"] }"),
+        "route[0].client_cert",
+        "unknown attribute",
+    );
+}
