@@ -7,7 +7,8 @@
 //! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration,
 //! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
 //! `HOOKGATE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) the Redis of the `redis` rows
-//! (skipped when none answers). The embedded data directory is a temp dir (`TMPDIR` picks the
+//! (skipped when none answers). `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog
+//! scenario instead: that many events queued, the upstream down (see `backlog`). The embedded data directory is a temp dir (`TMPDIR` picks the
 //! disk whose fsync is measured).
 //!
 //! Each server runs in a child process (this binary re-executed with `HOOKGATE_BENCH_ROLE`), so
@@ -144,6 +145,9 @@ async fn drive() -> Result<(), Error> {
         dir.path().join("bench.key"),
         pair.signing_key.serialize_pem(),
     )?;
+    if let Ok(n) = std::env::var("HOOKGATE_BENCH_BACKLOG") {
+        return backlog(dir.path(), n.parse()?, Duration::from_secs(secs)).await;
+    }
     let mut targets = vec![Target::start("baseline", dir.path(), None).await?];
     targets.push(Target::start("embedded", dir.path(), Some(storage_embedded(dir.path()))).await?);
     let prefix = format!("hgbench{}", std::process::id());
@@ -195,6 +199,17 @@ impl Target {
     /// Starts a server child: the baseline when `storage` is None, else hookgate with that
     /// `[storage]` block and a sink of its own in this process.
     async fn start(name: &'static str, dir: &Path, storage: Option<String>) -> Result<Self, Error> {
+        Self::start_with(name, dir, storage, true).await
+    }
+
+    /// Like `start`; without `sink` hookgate's upstream is a closed port (it delivers nothing,
+    /// its rows do not wait for a drain).
+    async fn start_with(
+        name: &'static str,
+        dir: &Path,
+        storage: Option<String>,
+        sink: bool,
+    ) -> Result<Self, Error> {
         let Some(storage) = storage else {
             let (child, addr) = spawn_server("baseline", dir).await?;
             return Ok(Target {
@@ -205,10 +220,17 @@ impl Target {
                 accepted: 0,
             });
         };
-        let sink = TcpListener::bind("127.0.0.1:0").await?;
-        let sink_addr = sink.local_addr()?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sink_addr = listener.local_addr()?;
         let delivered = Arc::new(AtomicU64::new(0));
-        tokio::spawn(serve_200(sink, None, Arc::clone(&delivered)));
+        match sink {
+            true => drop(tokio::spawn(serve_200(
+                listener,
+                None,
+                Arc::clone(&delivered),
+            ))),
+            false => drop(listener), // refused from now on: the upstream is down
+        }
         let own = dir.join(name);
         std::fs::create_dir_all(&own)?;
         let d = dir.display();
@@ -232,7 +254,7 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
             name,
             child,
             addr,
-            delivered: Some(delivered),
+            delivered: sink.then_some(delivered),
             accepted: 0,
         })
     }
@@ -318,6 +340,75 @@ async fn redis_answers(url: &str) -> bool {
         tokio::time::timeout(Duration::from_secs(2), conn).await,
         Ok(Ok(_))
     )
+}
+
+/// A standing backlog (the upstream down): ingest at 64 connections on an empty queue and on
+/// one holding `n` events, the ready time of a gateway started on that queue, and both peaks.
+async fn backlog(dir: &Path, n: u64, secs: Duration) -> Result<(), Error> {
+    let data = dir.join("backlog-data");
+    let t = Instant::now();
+    prefill(&data, n).await?;
+    let fill_s = t.elapsed().as_secs_f64();
+    println!("prefilled {n} queued events of {BODY} B in {fill_s:.1} s (library enqueue_all)");
+    let file_mib = std::fs::metadata(data.join("hookgate.redb"))?.len() as f64 / 1048576.0;
+    let tls = client_tls(&dir.join("bench.crt"))?;
+    header(secs.as_secs(), true)?;
+    let empty = storage_embedded(&dir.join("empty"));
+    let full = format!("[storage]\npath = \"{}\"", data.display());
+    for (name, storage) in [("empty", empty), ("backlog", full)] {
+        let started = Instant::now();
+        let mut t = Target::start_with(name, dir, Some(storage), false).await?;
+        ready(t.addr, &tls).await?;
+        let ready_s = started.elapsed().as_secs_f64();
+        let row = t.row(&tls, 64, secs).await;
+        print_row(name, 64, &row);
+        let rss = status_kib(&t.child, "VmRSS:") as f64 / 1024.0;
+        println!("{name}: ready {ready_s:.2} s after start; RSS after the row {rss:.1} MiB");
+        t.stop().await?;
+    }
+    println!("backlog file: {file_mib:.0} MiB");
+    Ok(())
+}
+
+/// Returns once `addr` answers a signed event `200 accepted` (polled every 10 ms, 60 s at most).
+async fn ready(addr: SocketAddr, tls: &TlsConnector) -> Result<(), Error> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        let (_, lat, _) = load(addr, tls, 1, Duration::from_millis(1)).await;
+        if !lat.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("never ready".into())
+}
+
+/// Queues `n` events on the `stripe` lane of a fresh embedded store, 1,000 per transaction.
+async fn prefill(data: &Path, n: u64) -> Result<(), Error> {
+    use hookgate::queue::Queue;
+    let db = hookgate::embedded::Db::open(data)?;
+    let queue = hookgate::queue::embedded::EmbeddedQueue::open(db.clone())?;
+    let body = Bytes::from(vec![b'x'; BODY]);
+    let mut next = 0;
+    while next < n {
+        let batch = (next..n.min(next + 1000)).map(|i| hookgate::queue::Event {
+            route: "stripe".into(),
+            id: format!("evt_backlog_{i:012}"),
+            received_at_ms: 0,
+            headers: vec![(
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            )],
+            body: body.clone(),
+            dedup_unavailable: false,
+            event_type: None,
+            upstream: None,
+        });
+        next += 1000;
+        queue.enqueue_all(batch.collect()).await?;
+    }
+    db.close();
+    Ok(())
 }
 
 /// Deletes every key under `prefix`, a SCAN page at a time (KEYS would block the server).
