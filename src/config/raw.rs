@@ -275,7 +275,7 @@ fn d_op_timeout() -> String {
     s("2s")
 }
 fn d_cache() -> String {
-    s("64MiB")
+    s("16MiB") // = embedded::DEFAULT_CACHE; why that size: docs/performance.md
 }
 fn d_dedup() -> String {
     s("id")
