@@ -71,8 +71,10 @@ impl EmbeddedQueue {
             put_dead(txn, &key, &id, dead.seq, &bytes)
         };
         let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
-        // Lost in a crash, the job is still queued and dies again after one more attempt.
-        self.write_then(Durable::Later, write, after).await
+        // Durable before it is reported, although a crash would only put the job back in the
+        // queue: an operator reads the DLQ, and a dead letter that vanishes on a restart (its
+        // lane maybe gone from the config) misleads. Rare enough that its fsync costs nothing.
+        self.write_then(Durable::Now, write, after).await
     }
 
     /// Puts `dead` back at the tail of `lane` with attempts reset and the same event ids, in
