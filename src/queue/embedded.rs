@@ -63,7 +63,11 @@ impl EmbeddedQueue {
     /// an fsync and undone by the reopen, so they are delivered again rather than stranded.
     fn resync(&self) -> Result<(), StorageError> {
         let now = self.db.reopens();
-        if self.reopens.swap(now, Ordering::AcqRel) == now {
+        // A plain load first: this runs before every receive, and a swap would write the
+        // shared counter each time.
+        if self.reopens.load(Ordering::Acquire) == now
+            || self.reopens.swap(now, Ordering::AcqRel) == now
+        {
             return Ok(());
         }
         let txn = self.db.read()?;

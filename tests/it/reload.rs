@@ -74,6 +74,38 @@ impl Setup {
         all.into_iter().find(|r| r["route"] == route)
     }
 
+    /// Posts a signed GitHub event `id` with `body`; returns the status.
+    async fn post_github(&self, id: &str, body: &[u8]) -> u16 {
+        let url = format!("https://localhost:{}/webhooks/github", self.ingress);
+        let mut req = self.client.post(url).body(body.to_vec());
+        for (n, v) in github_headers(id, body) {
+            req = req.header(n, v);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    /// Drops the `github` route from the config, SIGHUPs `gw` and waits until the admin API
+    /// lists the route as removed.
+    async fn remove_github_by_reload(&self, gw: &Proc) {
+        self.edit(|t| {
+            t.split("[[route]]\nname = \"github\"")
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        gw.signal("-HUP");
+        eventually(
+            Duration::from_secs(10),
+            "github listed as removed",
+            async || {
+                self.route("github")
+                    .await
+                    .is_some_and(|r| r["removed"] == true)
+            },
+        )
+        .await;
+    }
+
     async fn post_stripe(&self, secret: &str, id: &str) -> u16 {
         let url = format!("https://localhost:{}/webhooks/stripe", self.ingress);
         let resp = send_stripe(&self.client, &url, secret, id).await.unwrap();
@@ -175,13 +207,8 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     sink.fail_first.store(usize::MAX, Ordering::SeqCst);
     let s = Setup::new(store, &sink, |o| o.max_attempts = 1);
     let gw = s.start().await;
-    let body = br#"{"zen":"removed"}"#.to_vec();
-    let url = format!("https://localhost:{}/webhooks/github", s.ingress);
-    let mut req = s.client.post(url).body(body.clone());
-    for (n, v) in github_headers("gh-removed-1", &body) {
-        req = req.header(n, v);
-    }
-    assert_eq!(req.send().await.unwrap().status(), 200);
+    let body = br#"{"zen":"removed"}"#;
+    assert_eq!(s.post_github("gh-removed-1", body).await, 200);
     eventually(
         Duration::from_secs(20),
         "the github event is dead",
@@ -192,23 +219,7 @@ async fn a_route_removed_by_a_reload_keeps_its_dead_letters_reachable(store: Sto
     )
     .await;
 
-    s.edit(|t| {
-        t.split("[[route]]\nname = \"github\"")
-            .next()
-            .unwrap()
-            .to_owned()
-    });
-    gw.signal("-HUP");
-    eventually(
-        Duration::from_secs(10),
-        "github listed as removed",
-        async || {
-            s.route("github")
-                .await
-                .is_some_and(|r| r["removed"] == true)
-        },
-    )
-    .await;
+    s.remove_github_by_reload(&gw).await;
     let route = s.route("github").await.unwrap();
     assert_eq!(route["upstreams"][0]["removed"], true, "{route}");
     let dead = s.get("/admin/dlq?route=github").await;
@@ -262,35 +273,14 @@ async fn a_route_removed_by_a_reload_keeps_its_queued_events_visible(store: Stor
         o.schedule = r#"["1s"]"#;
     });
     let gw = s.start().await;
-    let body = br#"{"zen":"queued"}"#.to_vec();
-    let url = format!("https://localhost:{}/webhooks/github", s.ingress);
-    let mut req = s.client.post(url).body(body.clone());
-    for (n, v) in github_headers("gh-queued-1", &body) {
-        req = req.header(n, v);
-    }
-    assert_eq!(req.send().await.unwrap().status(), 200);
+    let body = br#"{"zen":"queued"}"#;
+    assert_eq!(s.post_github("gh-queued-1", body).await, 200);
     eventually(Duration::from_secs(20), "a failed attempt", async || {
         sink.hits.load(Ordering::SeqCst) >= 1
     })
     .await;
 
-    s.edit(|t| {
-        t.split("[[route]]\nname = \"github\"")
-            .next()
-            .unwrap()
-            .to_owned()
-    });
-    gw.signal("-HUP");
-    eventually(
-        Duration::from_secs(10),
-        "github listed as removed",
-        async || {
-            s.route("github")
-                .await
-                .is_some_and(|r| r["removed"] == true)
-        },
-    )
-    .await;
+    s.remove_github_by_reload(&gw).await;
     let route = s.route("github").await.unwrap();
     let lane = &route["upstreams"][0];
     assert_eq!(

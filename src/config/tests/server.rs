@@ -20,6 +20,12 @@ fn connection_limits_have_defaults() {
 }
 
 #[test]
+fn the_default_cache_is_the_stores_default() {
+    let storage = load(GOOD).unwrap().storage;
+    assert_eq!(storage.cache_bytes, crate::embedded::DEFAULT_CACHE);
+}
+
+#[test]
 fn connection_limits_are_read() {
     let text = with_server(
         "header_timeout = \"2s\"\nidle_timeout = \"90s\"\nmax_connections = 100\n\
