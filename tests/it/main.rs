@@ -1,6 +1,7 @@
 //! End-to-end tests: the gateway on 127.0.0.1:0 with real TLS, a real sink upstream, real files.
 
 mod body_budget;
+mod cluster;
 mod config_check;
 mod config_files;
 mod delivery;

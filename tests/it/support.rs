@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod backend;
+mod cluster;
 pub use backend::*;
+pub use cluster::*;
 
 pub const STRIPE_SECRET: &str = "whsec_test_stripe_current";
 pub const STRIPE_OLD_SECRET: &str = "whsec_test_stripe_previous";

@@ -1,0 +1,326 @@
+//! A real Redis Cluster for the tests: six `redis-server --cluster-enabled yes` processes on free
+//! loopback ports (3 masters, 3 replicas, `cluster-node-timeout` 1 s), joined by
+//! `redis-cli --cluster create`, killed by PID on Drop (a failing test included).
+
+// Some helpers (shared cluster, reshard, per-node scans) are for the cluster suite still to come.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Nodes of a test cluster: three masters, one replica each.
+const NODES: usize = 6;
+/// How long a cluster may take to form, or to heal after a failover or a reshard.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// One `redis-server` of the cluster.
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+/// A running six-node Redis Cluster in a temporary directory.
+pub struct Cluster {
+    nodes: Mutex<Vec<Node>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The cluster shared by the end-to-end suite's cluster variants: started by the first test that
+/// asks, stopped when the last one holding it ends (tests use key prefixes of their own).
+static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+
+/// A port free for both the client and the cluster bus (the bus gets a port of its own).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-cli -p PORT args…`, its stdout; None if it failed or did not answer.
+fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `ok` every 50 ms until it holds or `within` passes (then panics with `what`).
+fn wait_until(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A line of `CLUSTER NODES`: id, port, whether a master, whether failed, master id, slots.
+#[derive(Debug, Clone)]
+pub struct NodeLine {
+    pub id: String,
+    pub port: u16,
+    pub master: bool,
+    pub failed: bool,
+    pub master_id: String,
+    pub slots: Vec<(u16, u16)>,
+}
+
+fn parse_nodes(text: &str) -> Vec<NodeLine> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = f.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            let slots = f
+                .iter()
+                .skip(8)
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|a| (a, a)),
+                })
+                .collect();
+            Some(NodeLine {
+                id: f[0].to_owned(),
+                port,
+                master: f.get(2)?.contains("master"),
+                failed: f.get(2)?.contains("fail"),
+                master_id: f.get(3)?.to_string(),
+                slots,
+            })
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// The suite's shared cluster (see [`SHARED`]).
+    pub fn shared() -> Arc<Cluster> {
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = shared.upgrade() {
+            return c;
+        }
+        let c = Arc::new(Cluster::start());
+        *shared = Arc::downgrade(&c);
+        c
+    }
+
+    /// Starts a cluster of its own (for tests that kill or move nodes). Blocks for a few
+    /// seconds: call it before starting gateways.
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::with_capacity(NODES);
+        for _ in 0..NODES {
+            nodes.push(spawn_node(dir.path()));
+        }
+        let cluster = Cluster {
+            nodes: Mutex::new(nodes),
+            _dir: dir,
+        };
+        let ports = cluster.ports();
+        for &port in &ports {
+            wait_until(SETTLE, "redis-server answers PING", || {
+                cli(port, &["ping"]).is_some_and(|o| o.contains("PONG"))
+            });
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        create.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = create.output().unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_healthy();
+        cluster
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.nodes().iter().map(|n| n.port).collect()
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Vec<Node>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ports of the nodes still running.
+    fn live_ports(&self) -> Vec<u16> {
+        self.nodes()
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Seed URLs for `storage.redis_cluster`.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as seen by a live node.
+    pub fn topology(&self) -> Vec<NodeLine> {
+        for port in self.live_ports() {
+            if let Some(text) = cli(port, &["cluster", "nodes"]) {
+                return parse_nodes(&text);
+            }
+        }
+        panic!("no live cluster node answers CLUSTER NODES");
+    }
+
+    /// Ports of the live masters that own slots.
+    pub fn masters(&self) -> Vec<u16> {
+        let live = self.live_ports();
+        let mut m: Vec<u16> = self
+            .topology()
+            .into_iter()
+            .filter(|n| n.master && !n.failed && !n.slots.is_empty() && live.contains(&n.port))
+            .map(|n| n.port)
+            .collect();
+        m.sort_unstable();
+        m
+    }
+
+    /// The port of the master that owns `slot`.
+    pub fn master_of_slot(&self, slot: u16) -> u16 {
+        self.topology()
+            .into_iter()
+            .find(|n| n.master && !n.failed && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
+            .map(|n| n.port)
+            .expect("every slot has a master")
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn keyslot(&self, key: &str) -> u16 {
+        let port = self.live_ports()[0];
+        cli(port, &["cluster", "keyslot", key])
+            .and_then(|o| o.trim().parse().ok())
+            .expect("CLUSTER KEYSLOT answers")
+    }
+
+    /// Runs `redis-cli -p PORT args…` against one node.
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        cli(port, args)
+    }
+
+    /// SIGKILLs the node on `port` (no shutdown, no save).
+    pub fn kill(&self, port: u16) {
+        let mut nodes = self.nodes();
+        let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
+        if let Some(mut child) = node.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Waits until every live node reports `cluster_state:ok`, every slot is served by a live
+    /// master, and every replica of a live master has its replication link up.
+    pub fn wait_healthy(&self) {
+        wait_until(SETTLE, "cluster_state:ok on every live node", || {
+            let live = self.live_ports();
+            let all_ok = live.iter().all(|&p| {
+                cli(p, &["cluster", "info"]).is_some_and(|o| o.contains("cluster_state:ok"))
+            });
+            let topo = self.topology();
+            let masters_live = topo
+                .iter()
+                .filter(|n| n.master && !n.slots.is_empty())
+                .all(|n| live.contains(&n.port) && !n.failed);
+            let replicas_up = topo
+                .iter()
+                .filter(|n| !n.master && live.contains(&n.port))
+                .all(|n| {
+                    cli(n.port, &["info", "replication"])
+                        .is_some_and(|o| o.contains("master_link_status:up"))
+                });
+            all_ok && masters_live && replicas_up
+        });
+    }
+
+    /// Moves `slots` slots from the master on `from` to the master on `to` with
+    /// `redis-cli --cluster reshard` (it takes the source's lowest slots first). Async: the
+    /// gateways under test keep running in this runtime meanwhile.
+    pub async fn reshard(&self, from: u16, to: u16, slots: u16) {
+        let topo = self.topology();
+        let id = |port: u16| topo.iter().find(|n| n.port == port).unwrap().id.clone();
+        let out = tokio::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{from}"))
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .args(["--cluster-pipeline", "10"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Keys on the master on `port` matching `pattern` (`SCAN` on that node only).
+    pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["--scan", "--pattern", pattern])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn spawn_node(dir: &Path) -> Node {
+    let (port, bus) = (free_port(), free_port());
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--cluster-port",
+            &bus.to_string(),
+        ])
+        .args(["--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+        .args(["--cluster-node-timeout", "1000"])
+        .arg("--cluster-config-file")
+        .arg(dir.join(format!("nodes-{port}.conf")))
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join(format!("{port}.log")))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    Node {
+        port,
+        child: Some(child),
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes().iter_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
