@@ -87,8 +87,18 @@ pub(crate) fn open_storage(s: &config::StorageConfig) -> Result<Storage, RunErro
             })
         }
         StorageBackend::Redis => {
-            let redis =
-                redis_conn::Redis::connect(s.redis_url.expose(), &s.key_prefix, s.op_timeout)?;
+            let options = redis_conn::Options {
+                prefix: s.key_prefix.clone(),
+                op_timeout: s.op_timeout,
+                shards: s.shards,
+                wait_replicas: s.wait_replicas,
+            };
+            let redis = if s.redis_cluster.is_empty() {
+                redis_conn::Redis::single(s.redis_url.expose(), options)?
+            } else {
+                let seeds: Vec<&str> = s.redis_cluster.iter().map(|u| u.expose()).collect();
+                redis_conn::Redis::cluster(&seeds, options)?
+            };
             let queue = queue::redis_stream::RedisQueue::new(redis.clone(), s.visibility_timeout);
             let dedup = dedup::redis::RedisDedup::new(redis.clone(), s.dedup_ttl, s.claim_ttl);
             Ok(Storage {

@@ -1,15 +1,22 @@
-//! The Redis connection shared by the Redis dedup store and the Redis Streams queue.
+//! The Redis connection shared by the Redis dedup store and the Redis Streams queue: one Redis
+//! (`storage.redis_url`) or a Redis Cluster (`storage.redis_cluster`).
 //!
-//! One `ConnectionManager` (a multiplexed connection that reconnects by itself) carries every
-//! short command, so concurrent requests pipeline on one socket. Blocking reads (`XREADGROUP
-//! BLOCK`) would stall that socket, so they get connections of their own ([`Redis::blocking`]).
-//! Every call is bounded by `op_timeout`: an outage turns into errors, never into hangs.
+//! One multiplexed connection that reconnects by itself (a `ConnectionManager`, or the cluster
+//! client's connection, which also follows `MOVED`/`ASK` and refreshes the slot map after a
+//! failover) carries every short command, so concurrent requests pipeline on one socket per
+//! node. Blocking reads (`XREADGROUP BLOCK`) would stall that socket, so they get connections
+//! of their own ([`Redis::blocking`]). Every call is bounded by `op_timeout`: an outage turns
+//! into errors, never into hangs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// Failure of a Redis call.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +33,12 @@ pub enum RedisError {
     /// Redis answered something this version does not understand.
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// A reply did not have the shape asked for.
+    #[error("redis reply: {0}")]
+    Parse(#[from] redis::ParsingError),
+    /// `WAIT` saw fewer replicas hold the write than `storage.wait_replicas` asks for.
+    #[error("only {got} of {wanted} replicas confirmed the write in time")]
+    Replicas { wanted: u32, got: u32 },
 }
 
 /// Handle to Redis; cheap to clone (clones share the connection).
@@ -33,17 +46,98 @@ pub enum RedisError {
 pub struct Redis(Arc<Inner>);
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     prefix: String,
     op_timeout: Duration,
+    shards: u32,
+    wait_replicas: u32,
+}
+
+/// Where new connections (for blocking reads) are made.
+// One per process: boxing a variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A multiplexed connection to one Redis or to a cluster; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    /// A connection of its own to one Redis, for blocking reads.
+    Own(redis::aio::MultiplexedConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Own(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipe: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipe, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipe, offset, count),
+            Conn::Own(c) => c.req_packed_commands(pipe, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Own(c) => c.get_db(),
+        }
+    }
+}
+
+/// How the handle is used: key layout and the durability asked of every write.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The prefix of every key (`storage.key_prefix`).
+    pub prefix: String,
+    /// The bound on one call, reconnects included (`storage.op_timeout`).
+    pub op_timeout: Duration,
+    /// Queue streams per lane (`storage.shards`; 1 on a single Redis).
+    pub shards: u32,
+    /// Replicas that must confirm an enqueue (`storage.wait_replicas`).
+    pub wait_replicas: u32,
+}
+
+impl Options {
+    /// One stream per lane, no `WAIT`.
+    pub fn new(prefix: &str, op_timeout: Duration) -> Options {
+        Options {
+            prefix: prefix.into(),
+            op_timeout,
+            shards: 1,
+            wait_replicas: 0,
+        }
+    }
 }
 
 impl Redis {
     /// Prepares a lazily connected handle: the gateway starts even while Redis is down and
     /// answers 503 until it is back. Needs a tokio runtime.
     pub fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Redis, RedisError> {
+        Self::single(url, Options::new(prefix, op_timeout))
+    }
+
+    /// A lazily connected handle to one Redis.
+    pub fn single(url: &str, options: Options) -> Result<Redis, RedisError> {
         let client = redis::Client::open(url)?;
+        let op_timeout = options.op_timeout;
         // Few, quick reconnect attempts: callers give up after op_timeout anyway, and the next
         // call starts a new attempt, so service resumes soon after Redis does.
         let config = ConnectionManagerConfig::new()
@@ -53,16 +147,51 @@ impl Redis {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Redis(Arc::new(Inner {
-            client,
+        Ok(Self::build(
+            Target::Single(client),
+            Conn::Single(conn),
+            options,
+        ))
+    }
+
+    /// A lazily connected handle to the Redis Cluster that `seeds` belong to.
+    pub fn cluster(seeds: &[&str], options: Options) -> Result<Redis, RedisError> {
+        let op_timeout = options.op_timeout;
+        // Retries (with a short backoff) ride out MOVED, ASK and TRYAGAIN during a slot
+        // migration, and the slot map refresh after a failover; op_timeout bounds them all.
+        let client = ClusterClient::builder(seeds.iter().copied())
+            .connection_timeout(op_timeout)
+            .response_timeout(op_timeout)
+            .retries(8)
+            .min_retry_wait(20)
+            .max_retry_wait(250)
+            .build()?;
+        let conn = client.get_pending_async_connection_with_config(cluster_config(op_timeout));
+        Ok(Self::build(
+            Target::Cluster(client),
+            Conn::Cluster(conn),
+            options,
+        ))
+    }
+
+    fn build(target: Target, conn: Conn, options: Options) -> Redis {
+        Redis(Arc::new(Inner {
+            target,
             conn,
-            prefix: prefix.into(),
-            op_timeout,
-        })))
+            prefix: options.prefix,
+            op_timeout: options.op_timeout,
+            shards: options.shards.max(1),
+            wait_replicas: options.wait_replicas,
+        }))
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.0.target, Target::Cluster(_))
     }
 
     /// The shared multiplexed connection, for short commands.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.0.conn.clone()
     }
 
@@ -72,10 +201,7 @@ impl Redis {
     }
 
     /// Sends one command on the shared connection, within `op_timeout`.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, RedisError> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         let mut conn = self.conn();
         self.run(cmd.query_async(&mut conn)).await
     }
@@ -83,7 +209,7 @@ impl Redis {
     /// Sends a pipeline (a MULTI/EXEC transaction if `atomic`) within `op_timeout`.
     pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
         &self,
-        pipe: &redis::Pipeline,
+        pipe: &Pipeline,
     ) -> Result<T, RedisError> {
         let mut conn = self.conn();
         self.run(pipe.query_async(&mut conn)).await
@@ -110,18 +236,58 @@ impl Redis {
     }
 
     /// A connection of its own for a blocking read of up to `block`.
-    pub(crate) async fn blocking(
-        &self,
-        block: Duration,
-    ) -> Result<MultiplexedConnection, RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.0.op_timeout))
-            .set_response_timeout(Some(block + self.0.op_timeout));
-        let connect = self
-            .0
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
-        self.run(connect).await
+    pub(crate) async fn blocking(&self, block: Duration) -> Result<Conn, RedisError> {
+        let limit = block + self.0.op_timeout;
+        match &self.0.target {
+            Target::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.0.op_timeout))
+                    .set_response_timeout(Some(limit));
+                let connect = client.get_multiplexed_async_connection_with_config(&config);
+                Ok(Conn::Own(self.run(connect).await?))
+            }
+            // A cluster connection of its own: it follows the stream's slot wherever it moves.
+            Target::Cluster(client) => {
+                let config = cluster_config(self.0.op_timeout).set_response_timeout(limit);
+                Ok(Conn::Cluster(
+                    client.get_pending_async_connection_with_config(config),
+                ))
+            }
+        }
+    }
+
+    /// After a write to `key`'s slot on the shared connection: waits until
+    /// `storage.wait_replicas` replicas hold it (`WAIT`, on the same connection to the same
+    /// master), within `op_timeout`. Nothing to do when no replica is asked for.
+    pub(crate) async fn replicated(&self, key: &str) -> Result<(), RedisError> {
+        let wanted = self.0.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let timeout_ms = self.0.op_timeout.as_millis().max(1) as u64;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(timeout_ms);
+        let got: u32 = match &self.0.conn {
+            Conn::Cluster(c) => {
+                // WAIT has no key: routed by hand to the master that took the write.
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let mut c = c.clone();
+                let reply = self
+                    .within(2 * self.0.op_timeout, c.route_command(wait, routing))
+                    .await?;
+                redis::from_redis_value(reply)?
+            }
+            _ => {
+                let mut conn = self.conn();
+                self.within(2 * self.0.op_timeout, wait.query_async(&mut conn))
+                    .await?
+            }
+        };
+        if got < wanted {
+            return Err(RedisError::Replicas { wanted, got });
+        }
+        Ok(())
     }
 
     /// The prefix of every key (`storage.key_prefix`).
@@ -129,10 +295,61 @@ impl Redis {
         &self.0.prefix
     }
 
-    /// The key `{prefix}:{<route>}:<rest>`. The braces are a Redis Cluster hash tag: every key
-    /// of a route lives in one slot, so one transaction or script may touch several of them.
-    pub(crate) fn key(&self, route: &str, rest: &str) -> String {
-        format!("{}:{{{route}}}:{rest}", self.0.prefix)
+    /// Queue streams per lane.
+    pub(crate) fn shards(&self) -> u32 {
+        self.0.shards
+    }
+
+    /// The shard an event id belongs to: FNV-1a of its bytes, fixed forever because every
+    /// replica (and every later version) must find the same shard for the same id.
+    pub(crate) fn shard_of(&self, id: &str) -> u32 {
+        if self.0.shards == 1 {
+            return 0;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % u64::from(self.0.shards)) as u32
+    }
+
+    /// The key `{prefix}:{<scope>}:<rest>` with one stream per lane, else
+    /// `{prefix}:{<scope>/<shard>}:<rest>`. The braces are a Redis Cluster hash tag: every key of
+    /// a (scope, shard) lives in one slot, so one transaction or script may touch several of
+    /// them, and distinct shards land on distinct slots (and so on every master).
+    pub(crate) fn key(&self, scope: &str, shard: u32, rest: &str) -> String {
+        match self.0.shards {
+            1 => format!("{}:{{{scope}}}:{rest}", self.0.prefix),
+            _ => format!("{}:{{{scope}/{shard}}}:{rest}", self.0.prefix),
+        }
+    }
+
+    /// The addresses of the cluster's masters (`CLUSTER NODES`), or None on a single Redis.
+    pub(crate) async fn masters(&self) -> Result<Option<Vec<(String, u16)>>, RedisError> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let text: String = self.query(redis::cmd("CLUSTER").arg("NODES")).await?;
+        Ok(Some(parse_masters(&text)))
+    }
+
+    /// Sends `cmd` to the node at `host:port` of the cluster.
+    pub(crate) async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        (host, port): &(String, u16),
+        cmd: Cmd,
+    ) -> Result<T, RedisError> {
+        let Conn::Cluster(c) = &self.0.conn else {
+            return self.query(&cmd).await;
+        };
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port: *port,
+        });
+        let mut c = c.clone();
+        let reply = self.run(c.route_command(cmd, routing)).await?;
+        Ok(redis::from_redis_value(reply)?)
     }
 
     /// Asks Redis how it persists writes (`CONFIG GET append*`).
@@ -153,6 +370,30 @@ impl Redis {
             }
         }
     }
+}
+
+/// The cluster connection's own bounds: connect and answer within `op_timeout`.
+fn cluster_config(op_timeout: Duration) -> redis::cluster::ClusterConfig {
+    redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(op_timeout)
+        .set_response_timeout(op_timeout)
+}
+
+/// The masters that answer, from `CLUSTER NODES` lines `id host:port@bus[,hostname] flags …`.
+fn parse_masters(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_live_master = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            let hostport = addr.split(['@', ',']).next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            let port = port.parse().ok()?;
+            (is_live_master && !host.is_empty()).then(|| (host.to_owned(), port))
+        })
+        .collect()
 }
 
 /// How Redis persists what it acknowledges, which bounds what hookgate's `200` promises.
@@ -213,12 +454,21 @@ pub(crate) mod testing {
 
     /// A handle whose keys start with a prefix of this test's own.
     pub(crate) fn redis(test: &str) -> Redis {
+        sharded(test, 1)
+    }
+
+    /// Like [`redis`], with `shards` streams per lane (the cluster layout, on one Redis).
+    pub(crate) fn sharded(test: &str, shards: u32) -> Redis {
         let prefix = format!(
             "hgtest-{test}-{}-{}",
             std::process::id(),
             rand::random::<u32>()
         );
-        Redis::connect(&url(), &prefix, Duration::from_secs(2)).expect("redis url parses")
+        let options = Options {
+            shards,
+            ..Options::new(&prefix, Duration::from_secs(2))
+        };
+        Redis::single(&url(), options).expect("redis url parses")
     }
 
     /// Deletes every key of the handle's prefix.
@@ -249,6 +499,46 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn live_masters_are_read_from_cluster_nodes() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,node-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+e5 :0@0 master,noaddr - 0 0 0 disconnected
+";
+        assert_eq!(
+            parse_masters(text),
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001)
+            ]
+        );
+    }
+
+    #[test]
+    fn shards_spread_ids_and_single_redis_keeps_one_stream() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let opts = |shards| Options {
+            shards,
+            ..Options::new("hg", Duration::from_secs(1))
+        };
+        let one = Redis::single("redis://127.0.0.1:1", opts(1)).unwrap();
+        assert_eq!(one.key("r", one.shard_of("evt_1"), "q:r"), "hg:{r}:q:r");
+        let many = Redis::single("redis://127.0.0.1:1", opts(16)).unwrap();
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| many.shard_of(&format!("evt_{i}")))
+            .collect();
+        assert_eq!(used.len(), 16, "1000 ids reach every shard");
+        assert_eq!(many.shard_of("evt_7"), many.shard_of("evt_7"));
+        assert_eq!(many.key("r", 3, "q:r/a"), "hg:{r/3}:q:r/a");
     }
 
     #[test]

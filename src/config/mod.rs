@@ -115,6 +115,12 @@ pub struct StorageConfig {
     pub op_timeout: Duration,
     /// Embedded: bytes of redb page cache.
     pub cache_bytes: usize,
+    /// Redis Cluster seed nodes; empty for a single Redis (`redis_url`).
+    pub redis_cluster: Vec<RedisUrl>,
+    /// Redis Cluster: queue streams (hash slots) per lane; 1 on a single Redis.
+    pub shards: u32,
+    /// Redis: `WAIT` for this many replicas before an event counts as stored.
+    pub wait_replicas: u32,
 }
 
 /// Connection timeouts longer than this are a typo, not a setting.

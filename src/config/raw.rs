@@ -98,6 +98,15 @@ pub struct RawStorage {
     /// Embedded: redb page cache.
     #[serde(default = "d_cache")]
     pub cache: String,
+    /// Redis Cluster seed nodes (each may be `env:`/`file:`); empty: a single Redis.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
+    /// Redis Cluster: queue streams per lane.
+    #[serde(default = "d_shards")]
+    pub shards: u32,
+    /// Redis: replicas that must hold a write before it is acknowledged.
+    #[serde(default)]
+    pub wait_replicas: u32,
 }
 
 impl Default for RawStorage {
@@ -112,6 +121,9 @@ impl Default for RawStorage {
             visibility_timeout: d_visibility_timeout(),
             op_timeout: d_op_timeout(),
             cache: d_cache(),
+            redis_cluster: Vec::new(),
+            shards: d_shards(),
+            wait_replicas: 0,
         }
     }
 }
@@ -273,6 +285,9 @@ fn d_visibility_timeout() -> String {
 }
 fn d_op_timeout() -> String {
     s("2s")
+}
+fn d_shards() -> u32 {
+    16
 }
 fn d_cache() -> String {
     s("16MiB") // = embedded::DEFAULT_CACHE; why that size: docs/performance.md

@@ -264,6 +264,34 @@ fn redis_visibility_timeout_must_cover_the_slowest_upstream() {
 }
 
 #[test]
+fn redis_cluster_turns_on_shards_and_is_checked() {
+    let single = load(&GOOD.replace("path = \"data\"", "backend = \"redis\"\nshards = 8")).unwrap();
+    assert_eq!(
+        single.storage.shards, 1,
+        "one Redis keeps one stream per lane"
+    );
+    assert!(single.storage.redis_cluster.is_empty());
+    let cluster = GOOD.replace(
+        "path = \"data\"",
+        "backend = \"redis\"\nredis_cluster = [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]",
+    );
+    let c = load(&cluster).unwrap();
+    assert_eq!((c.storage.shards, c.storage.wait_replicas), (16, 0));
+    assert_eq!(c.storage.redis_cluster.len(), 2);
+    let tuned = cluster.replace("backend", "shards = 4\nwait_replicas = 1\nbackend");
+    let c = load(&tuned).unwrap();
+    assert_eq!((c.storage.shards, c.storage.wait_replicas), (4, 1));
+    let bad_seed = cluster.replace("redis://10.0.0.2:6379", "http://10.0.0.2");
+    assert_refused(&bad_seed, "storage.redis_cluster[1]", "redis://");
+    let zero = cluster.replace("backend", "shards = 0\nbackend");
+    assert_refused(&zero, "storage.shards", "between 1 and");
+    let many = cluster.replace("backend", "wait_replicas = 99\nbackend");
+    assert_refused(&many, "storage.wait_replicas", "at most");
+    let embedded = cluster.replace("backend = \"redis\"\n", "");
+    assert_refused(&embedded, "storage.redis_cluster", "backend = \"redis\"");
+}
+
+#[test]
 fn bad_key_prefix_is_refused() {
     let text = GOOD.replace("path = \"data\"", "key_prefix = \"{hg}\"");
     assert_refused(&text, "storage.key_prefix", "hash tags");

@@ -1,7 +1,8 @@
 //! Dedup shared by every replica, in Redis: a claim is `SET key pending NX PX <claim_ttl>`, done
 //! is `SET key done EX <dedup_ttl>`, a release deletes the claim.
 //!
-//! Keys are `{prefix}:{<route>}:dedup:<id>`. A claim expires by itself, so a replica that dies
+//! Keys are `{prefix}:{<route>}:dedup:<id>`, or `{prefix}:{<route>/<shard>}:dedup:<id>` on a
+//! cluster, so the ids of one route spread over its shards' slots like its queue does. A claim expires by itself, so a replica that dies
 //! between claim and enqueue cannot swallow the sender's retry.
 
 use std::sync::LazyLock;
@@ -47,7 +48,8 @@ impl RedisDedup {
     }
 
     fn key(&self, route: &str, id: &str) -> String {
-        self.redis.key(route, &format!("dedup:{id}"))
+        let shard = self.redis.shard_of(id);
+        self.redis.key(route, shard, &format!("dedup:{id}"))
     }
 }
 

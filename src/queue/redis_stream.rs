@@ -1,6 +1,9 @@
 //! The queue in Redis Streams, shared by every replica.
 //!
-//! Keys of lane L of route R (all tagged `{R}`, so one transaction may touch several):
+//! A lane is `storage.shards` shards (one on a single Redis); an event belongs to the shard of
+//! its id's hash ([`Redis::shard_of`]). Keys of shard S of lane L of route R (all tagged `{R}`,
+//! or `{R/S}` with several shards, so one transaction may touch several and no transaction or
+//! script ever spans two slots):
 //! - `q:L`: a stream; field `j` of an entry holds the job; one consumer group, `hookgate`.
 //! - `retry:L`: jobs waiting for a retry, in a sorted set scored by due time (ms).
 //! - `dead:L` (hash, event id → dead letter) and `dead-order:L` (ids scored by time of death).
@@ -11,6 +14,9 @@
 //! retry or dead-letter write), never by MAXLEN trimming, so nothing unacknowledged is dropped.
 //! An entry leased by a replica that died is claimed by another with XAUTOCLAIM once it has been
 //! idle for the visibility timeout; Redis, not the replica, remembers the lease.
+//!
+//! Every replica reads every shard. Reads over the whole lane, the admin API's, visit each shard
+//! and merge.
 
 mod dlq;
 mod ids;
@@ -22,11 +28,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::MultiplexedConnection;
-
 use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
 use crate::embedded::{now_ms, to_ms};
-use crate::redis_conn::{Redis, RedisError};
+use crate::redis_conn::{Conn, Redis, RedisError};
 use ids::{id_of, seq_of};
 
 /// The consumer group every replica reads through.
@@ -41,7 +45,7 @@ pub struct RedisQueue {
     visibility: Duration,
     lanes: Arc<Mutex<HashMap<String, read::LaneState>>>,
     /// Idle connections for blocking reads (a blocked read would stall the shared one).
-    readers: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    readers: Arc<Mutex<Vec<Conn>>>,
 }
 
 /// The keys of one lane.
@@ -72,10 +76,11 @@ impl RedisQueue {
         self.redis.query::<()>(&redis::cmd("PING")).await
     }
 
-    fn keys(&self, lane: &str) -> Keys {
+    /// The keys of shard `shard` of `lane`.
+    fn keys(&self, lane: &str, shard: u32) -> Keys {
         // Route names cannot contain '/', so the route is what precedes the first one.
         let route = lane.split('/').next().unwrap_or(lane);
-        let key = |kind: &str| self.redis.key(route, &format!("{kind}:{lane}"));
+        let key = |kind: &str| self.redis.key(route, shard, &format!("{kind}:{lane}"));
         Keys {
             stream: key("q"),
             retry: key("retry"),
@@ -84,6 +89,16 @@ impl RedisQueue {
             history: key("history"),
             corrupt: key("corrupt"),
         }
+    }
+
+    /// The keys of the shard holding event `id` of `lane`.
+    fn keys_of(&self, lane: &str, id: &str) -> Keys {
+        self.keys(lane, self.redis.shard_of(id))
+    }
+
+    /// Every shard of a lane.
+    fn shards(&self) -> std::ops::Range<u32> {
+        0..self.redis.shards()
     }
 
     fn lanes(&self) -> MutexGuard<'_, HashMap<String, read::LaneState>> {
@@ -114,17 +129,34 @@ impl Queue for RedisQueue {
         Ok(seqs.first().copied().unwrap_or_default())
     }
 
-    /// One MULTI/EXEC: every XADD or none. Ok only once Redis has answered EXEC.
+    /// One MULTI/EXEC per shard touched (one for the lanes of one webhook: they share its id,
+    /// so its shard): every XADD of a shard or none. Ok only once Redis has answered EXEC, and
+    /// `WAIT` has seen `storage.wait_replicas` replicas hold it.
     async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for event in &events {
-            let job = record::encode_job(now_ms(), 0, None, event).map_err(RedisError::from)?;
-            let stream = self.keys(&event.lane()).stream;
-            pipe.cmd("XADD").arg(stream).arg("*").arg("j").arg(job);
+        let mut seqs = vec![0; events.len()];
+        let mut todo: Vec<usize> = (0..events.len()).collect();
+        while let Some(&first) = todo.first() {
+            let shard = self.redis.shard_of(&events[first].id);
+            let (now, later): (Vec<usize>, Vec<usize>) = todo
+                .into_iter()
+                .partition(|&i| self.redis.shard_of(&events[i].id) == shard);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut stream = String::new();
+            for &i in &now {
+                let event = &events[i];
+                let job = record::encode_job(now_ms(), 0, None, event).map_err(RedisError::from)?;
+                stream = self.keys(&event.lane(), shard).stream;
+                pipe.cmd("XADD").arg(&stream).arg("*").arg("j").arg(job);
+            }
+            let ids: Vec<String> = self.redis.query_pipe(&pipe).await?;
+            self.redis.replicated(&stream).await?;
+            for (&i, id) in now.iter().zip(&ids) {
+                seqs[i] = seq_of(id)?;
+            }
+            todo = later;
         }
-        let ids: Vec<String> = self.redis.query_pipe(&pipe).await?;
-        Ok(ids.iter().map(|id| seq_of(id)).collect::<Result<_, _>>()?)
+        Ok(seqs)
     }
 
     async fn receive(&self, lane: &str) -> Result<Job, QueueError> {
@@ -132,7 +164,7 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        let keys = self.keys(&job.event.lane());
+        let keys = self.keys_of(&job.event.lane(), &job.event.id);
         let mut pipe = redis::pipe();
         self.settle(pipe.atomic(), &keys, job);
         Ok(self.transact(&pipe).await?)
@@ -142,7 +174,8 @@ impl Queue for RedisQueue {
     /// into the stream once due (see `read`).
     async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
         let (lane, due) = (job.event.lane(), to_ms(at));
-        let keys = self.keys(&lane);
+        let shard = self.redis.shard_of(&job.event.id);
+        let keys = self.keys(&lane, shard);
         let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
             .map_err(RedisError::from)?;
         // The job's seq first makes the member unique even if two jobs encode alike.
@@ -156,12 +189,12 @@ impl Queue for RedisQueue {
             .ignore();
         self.settle(&mut pipe, &keys, job);
         self.transact(&pipe).await?;
-        self.due_at(&lane, due);
+        self.due_at(&lane, shard, due);
         Ok(())
     }
 
     async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
-        let keys = self.keys(&job.event.lane());
+        let keys = self.keys_of(&job.event.lane(), &job.event.id);
         let dead = DeadEvent {
             seq: job.seq,
             event: job.event.clone(),
@@ -183,37 +216,51 @@ impl Queue for RedisQueue {
         Ok(self.transact(&pipe).await?)
     }
 
-    /// Entries in the stream (waiting or leased: they leave it when settled) plus retries.
+    /// Entries in the streams (waiting or leased: they leave when settled) plus retries.
     async fn depth(&self, lane: &str) -> Result<usize, QueueError> {
-        let keys = self.keys(lane);
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN")
-            .arg(&keys.stream)
-            .cmd("ZCARD")
-            .arg(&keys.retry);
-        let (stream, retry): (usize, usize) = self.redis.query_pipe(&pipe).await?;
-        Ok(stream + retry)
+        let mut depth = 0;
+        for shard in self.shards() {
+            let keys = self.keys(lane, shard);
+            let mut pipe = redis::pipe();
+            pipe.cmd("XLEN")
+                .arg(&keys.stream)
+                .cmd("ZCARD")
+                .arg(&keys.retry);
+            let (stream, retry): (usize, usize) = self.redis.query_pipe(&pipe).await?;
+            depth += stream + retry;
+        }
+        Ok(depth)
     }
 
     async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
-        Ok(self
-            .oldest_received(lane)
-            .await?
-            .map(|at| Duration::from_millis(now_ms().saturating_sub(at))))
+        let mut oldest: Option<u64> = None;
+        for shard in self.shards() {
+            if let Some(at) = self.oldest_received(&self.keys(lane, shard)).await? {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            }
+        }
+        Ok(oldest.map(|at| Duration::from_millis(now_ms().saturating_sub(at))))
     }
 
+    /// Newest first across the shards.
     async fn dead(&self, lane: &str, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
-        let found = self.dead_list(&self.keys(lane), limit).await?;
-        Ok(found.into_iter().map(|(_, d)| d).collect())
+        let mut all = Vec::new();
+        for shard in self.shards() {
+            let found = self.dead_list(&self.keys(lane, shard), limit).await?;
+            all.extend(found.into_iter().map(|(_, d)| d));
+        }
+        all.sort_by_key(|d| std::cmp::Reverse(d.died_at_ms));
+        all.truncate(limit);
+        Ok(all)
     }
 
     async fn dead_by_id(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, QueueError> {
-        let found = self.dead_one(&self.keys(lane), id).await?;
+        let found = self.dead_one(&self.keys_of(lane, id), id).await?;
         Ok(found.map(|(_, d)| d))
     }
 
     async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
-        let keys = self.keys(lane);
+        let keys = self.keys_of(lane, id);
         let Some((raw, dead)) = self.dead_one(&keys, id).await? else {
             return Ok(false);
         };
@@ -221,20 +268,26 @@ impl Queue for RedisQueue {
     }
 
     async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {
-        let keys = self.keys(lane);
         let mut replayed = 0;
-        for (raw, dead) in self.dead_list(&keys, usize::MAX).await? {
-            replayed += usize::from(self.revive(&keys, &raw, &dead).await?);
+        for shard in self.shards() {
+            let keys = self.keys(lane, shard);
+            for (raw, dead) in self.dead_list(&keys, usize::MAX).await? {
+                replayed += usize::from(self.revive(&keys, &raw, &dead).await?);
+            }
         }
         Ok(replayed)
     }
 
     async fn purge(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
-        Ok(self.purge_one(&self.keys(lane), id).await?)
+        Ok(self.purge_one(&self.keys_of(lane, id), id).await?)
     }
 
     async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {
-        Ok(self.purge_lane(&self.keys(lane)).await?)
+        let mut purged = 0;
+        for shard in self.shards() {
+            purged += self.purge_lane(&self.keys(lane, shard)).await?;
+        }
+        Ok(purged)
     }
 
     async fn stored_lanes(&self) -> Result<Vec<String>, QueueError> {
@@ -242,16 +295,31 @@ impl Queue for RedisQueue {
     }
 
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
-        Ok(self.append_history(&self.keys(lane), &rec).await?)
+        Ok(self
+            .append_history(&self.keys_of(lane, &rec.event_id), &rec)
+            .await?)
     }
 
+    /// Newest first across the shards (one shard holds all of one event's attempts).
     async fn history(
         &self,
         lane: &str,
         event_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>, QueueError> {
-        Ok(self.read_history(&self.keys(lane), event_id, limit).await?)
+        if let Some(id) = event_id {
+            let keys = self.keys_of(lane, id);
+            return Ok(self.read_history(&keys, event_id, limit).await?);
+        }
+        let mut all = Vec::new();
+        for shard in self.shards() {
+            let keys = self.keys(lane, shard);
+            all.extend(self.read_history(&keys, None, limit).await?);
+        }
+        // Stable: within a shard the list order (newest first) stands for ties.
+        all.sort_by_key(|a| std::cmp::Reverse(a.at_ms));
+        all.truncate(limit);
+        Ok(all)
     }
 }
 

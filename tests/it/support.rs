@@ -301,11 +301,21 @@ pub struct Opts {
     pub visibility_timeout: &'static str,
     /// Extra `[server]` lines.
     pub server_extra: String,
+    /// `Store::Cluster`: the cluster the gateway uses.
+    pub cluster: Option<std::sync::Arc<Cluster>>,
+    /// Extra `[storage]` lines.
+    pub storage_extra: String,
 }
 
 impl Opts {
     pub fn new(store: Store, upstream: String) -> Opts {
         let key_prefix = format!("hgit-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        // Starting the shared cluster blocks for a few seconds, once per test process.
+        let cluster =
+            (store == Store::Cluster).then(|| match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::block_in_place(Cluster::shared),
+                Err(_) => Cluster::shared(),
+            });
         Opts {
             store,
             upstream,
@@ -322,13 +332,23 @@ impl Opts {
             // Upstream timeout 2s + op_timeout 1s + the 5s margin < 9s.
             visibility_timeout: "9s",
             server_extra: String::new(),
+            cluster,
+            storage_extra: String::new(),
         }
     }
 
     /// Deletes this test's Redis keys (nothing to do for the embedded store).
     pub async fn clean(&self) {
-        if self.store == Store::Redis {
-            clean_redis(&self.redis_url, &self.key_prefix).await;
+        match &self.cluster {
+            Some(cluster) => {
+                for url in cluster.master_urls() {
+                    clean_redis(&url, &self.key_prefix).await;
+                }
+            }
+            None if self.store == Store::Redis => {
+                clean_redis(&self.redis_url, &self.key_prefix).await
+            }
+            None => {}
         }
     }
 }
@@ -368,6 +388,8 @@ redis_url = "{redis_url}"
 key_prefix = "{prefix}"
 visibility_timeout = "{vt}"
 op_timeout = "1s"
+{cluster}
+{storage_extra}
 [[route]]
 name = "stripe"
 path = "/webhooks/stripe"
@@ -408,8 +430,13 @@ retry = {{ schedule = {sched}, max_attempts = {max} }}
         upstream_extra = o.upstream_extra,
         backend = match o.store {
             Store::Embedded => "embedded",
-            Store::Redis => "redis",
+            Store::Redis | Store::Cluster => "redis",
         },
+        cluster = match &o.cluster {
+            Some(c) => format!("redis_cluster = {:?}", c.urls()),
+            None => String::new(),
+        },
+        storage_extra = o.storage_extra,
         redis_url = o.redis_url,
         prefix = o.key_prefix,
         vt = o.visibility_timeout,

@@ -84,7 +84,8 @@ impl RedisQueue {
         Ok(count)
     }
 
-    /// Prepends one attempt and trims the list to `HISTORY_MAX`, in one round trip.
+    /// Prepends one attempt and trims the shard's list to its share of `HISTORY_MAX`, in one
+    /// round trip.
     pub(super) async fn append_history(
         &self,
         keys: &Keys,
@@ -97,7 +98,8 @@ impl RedisQueue {
             .arg(&keys.history)
             .arg(bytes)
             .ignore();
-        let last = HISTORY_MAX as isize - 1;
+        let share = HISTORY_MAX.div_ceil(self.redis.shards() as usize);
+        let last = share as isize - 1;
         pipe.cmd("LTRIM")
             .arg(&keys.history)
             .arg(0)
@@ -135,10 +137,9 @@ impl RedisQueue {
         Ok(out)
     }
 
-    /// When the oldest waiting event of the lane was received: the stream's head, or one of
+    /// When the oldest waiting event of a shard was received: the stream's head, or one of
     /// the first `AGE_SAMPLE` retries by due time (an estimate for very long retry sets).
-    pub(super) async fn oldest_received(&self, lane: &str) -> Result<Option<u64>, RedisError> {
-        let keys = self.keys(lane);
+    pub(super) async fn oldest_received(&self, keys: &Keys) -> Result<Option<u64>, RedisError> {
         let mut pipe = redis::pipe();
         pipe.cmd("XRANGE")
             .arg(&keys.stream)

@@ -1,17 +1,21 @@
 //! Receiving: reclaim leases of dead replicas, move due retries back, then read new entries.
 //!
 //! Each step is cheap when there is nothing to do, and the two housekeeping steps run at most
-//! every so often per lane, so a busy lane pays one `XREADGROUP` per job.
+//! every so often per shard, so a busy lane pays one `XREADGROUP` per job.
+//!
+//! A sharded lane is read in turns: a pass visits every shard once, starting one further than
+//! the last pass, reading without blocking except at the pass's last shard, which blocks up to
+//! `POLL`. A busy lane finds work at once; an idle one costs about one command per shard per
+//! `POLL`, and an event that lands on an idle lane waits at most one `POLL` plus a pass.
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 
 use super::{GROUP, Keys, RedisQueue, scripts, seq_of};
 use crate::embedded::now_ms;
 use crate::queue::{Job, QueueError, record};
-use crate::redis_conn::RedisError;
+use crate::redis_conn::{Conn, RedisError};
 
 /// Longest blocking read; also how often due retries scheduled by other replicas are noticed.
 const POLL: Duration = Duration::from_millis(250);
@@ -25,16 +29,24 @@ const RETURN_BATCH: usize = 1000;
 const MAX_IDLE_READERS: usize = 64;
 
 /// What one replica remembers about a lane between receives.
+#[derive(Default)]
 pub(super) struct LaneState {
+    /// The shard the next pass starts at.
+    next: u32,
+    shards: Vec<ShardState>,
+}
+
+/// What one replica remembers about a shard of a lane.
+struct ShardState {
     group_ready: bool,
     reclaim_at: Instant,
     /// When the mover should run next, ms since the epoch.
     move_at_ms: u64,
 }
 
-impl Default for LaneState {
+impl Default for ShardState {
     fn default() -> Self {
-        LaneState {
+        ShardState {
             group_ready: false,
             reclaim_at: Instant::now(),
             move_at_ms: 0,
@@ -42,31 +54,62 @@ impl Default for LaneState {
     }
 }
 
+impl LaneState {
+    fn shard(&mut self, shard: u32) -> &mut ShardState {
+        let i = shard as usize;
+        if self.shards.len() <= i {
+            self.shards.resize_with(i + 1, ShardState::default);
+        }
+        &mut self.shards[i]
+    }
+}
+
 impl RedisQueue {
     /// Waits for the lane's next job. A read cancelled in flight may leave an entry leased to
     /// this replica; it is reclaimed after the visibility timeout, never lost.
     pub(super) async fn next_job(&self, lane: &str) -> Result<Job, QueueError> {
-        let keys = self.keys(lane);
+        let count = self.redis.shards();
         loop {
-            self.ensure_group(lane, &keys).await?;
-            match self.step(lane, &keys).await {
-                Ok(Some(job)) => return Ok(job),
-                Ok(None) => {}
-                // The stream vanished (purged, or Redis restarted without persistence).
-                Err(RedisError::Command(e)) if e.code() == Some("NOGROUP") => {
-                    self.lanes().entry(lane.to_owned()).or_default().group_ready = false;
+            let start = {
+                let mut lanes = self.lanes();
+                let state = lanes.entry(lane.to_owned()).or_default();
+                let start = state.next % count;
+                state.next = (start + 1) % count;
+                start
+            };
+            for i in 0..count {
+                let shard = (start + i) % count;
+                let keys = self.keys(lane, shard);
+                self.ensure_group(lane, shard, &keys).await?;
+                let block = i + 1 == count;
+                match self.step(lane, shard, &keys, block).await {
+                    Ok(Some(job)) => return Ok(job),
+                    Ok(None) => {}
+                    // The stream vanished (purged, or Redis restarted without persistence).
+                    Err(RedisError::Command(e)) if e.code() == Some("NOGROUP") => {
+                        self.shard_state(lane, shard, |s| s.group_ready = false);
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Runs `f` on what this replica remembers of a shard of a lane.
+    fn shard_state<T>(&self, lane: &str, shard: u32, f: impl FnOnce(&mut ShardState) -> T) -> T {
+        let mut lanes = self.lanes();
+        f(lanes.entry(lane.to_owned()).or_default().shard(shard))
     }
 
     /// Hands every lease of this replica back to the queue (call once no worker runs), so a
     /// graceful restart does not wait out the visibility timeout. Logs what it cannot do.
     pub async fn return_leases(&self) {
         let lanes: Vec<String> = self.lanes().keys().cloned().collect();
-        for lane in lanes {
-            let keys = self.keys(&lane);
+        for (lane, shard) in lanes
+            .iter()
+            .flat_map(|l| self.shards().map(move |s| (l, s)))
+        {
+            let keys = self.keys(lane, shard);
             let mut call = scripts::RETURN_LEASES.key(&keys.stream);
             call.arg(GROUP).arg(&*self.consumer).arg(RETURN_BATCH);
             let mut conn = self.redis.conn();
@@ -81,18 +124,28 @@ impl RedisQueue {
     }
 
     /// Lets this replica's receivers pick up a retry due at `due_ms` without waiting a poll.
-    pub(super) fn due_at(&self, lane: &str, due_ms: u64) {
-        let mut lanes = self.lanes();
-        let state = lanes.entry(lane.to_owned()).or_default();
-        state.move_at_ms = state.move_at_ms.min(due_ms);
+    pub(super) fn due_at(&self, lane: &str, shard: u32, due_ms: u64) {
+        self.shard_state(lane, shard, |s| s.move_at_ms = s.move_at_ms.min(due_ms));
     }
 
-    async fn step(&self, lane: &str, keys: &Keys) -> Result<Option<Job>, RedisError> {
-        if let Some(entry) = self.reclaim(lane, keys).await? {
+    /// One shard's turn: a reclaimed lease, else a due retry moved back, else a new entry,
+    /// read with `block` up to the next due retry (at most `POLL`), else without blocking.
+    async fn step(
+        &self,
+        lane: &str,
+        shard: u32,
+        keys: &Keys,
+        block: bool,
+    ) -> Result<Option<Job>, RedisError> {
+        if let Some(entry) = self.reclaim(lane, shard, keys).await? {
             return self.accept(lane, keys, entry).await;
         }
-        let block = self.move_due(lane, keys).await?;
-        match self.read_new(keys, block).await? {
+        let wait = self.move_due(lane, shard, keys).await?;
+        let read = match block {
+            true => self.read_new(keys, wait).await?,
+            false => self.read_ready(keys).await?,
+        };
+        match read {
             Some(entry) => self.accept(lane, keys, entry).await,
             None => Ok(None),
         }
@@ -100,8 +153,8 @@ impl RedisQueue {
 
     /// Creates the consumer group (and the stream) once; start id 0 so nothing added before
     /// is skipped.
-    async fn ensure_group(&self, lane: &str, keys: &Keys) -> Result<(), RedisError> {
-        if self.lanes().get(lane).is_some_and(|s| s.group_ready) {
+    async fn ensure_group(&self, lane: &str, shard: u32, keys: &Keys) -> Result<(), RedisError> {
+        if self.shard_state(lane, shard, |s| s.group_ready) {
             return Ok(());
         }
         let mut create = redis::cmd("XGROUP");
@@ -116,17 +169,18 @@ impl RedisQueue {
             Err(RedisError::Command(e)) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(e),
         }
-        self.lanes().entry(lane.to_owned()).or_default().group_ready = true;
+        self.shard_state(lane, shard, |s| s.group_ready = true);
         Ok(())
     }
 
     /// Takes over one entry leased longer than the visibility timeout (its replica died).
-    async fn reclaim(&self, lane: &str, keys: &Keys) -> Result<Option<StreamId>, RedisError> {
-        if self
-            .lanes()
-            .get(lane)
-            .is_some_and(|s| s.reclaim_at > Instant::now())
-        {
+    async fn reclaim(
+        &self,
+        lane: &str,
+        shard: u32,
+        keys: &Keys,
+    ) -> Result<Option<StreamId>, RedisError> {
+        if self.shard_state(lane, shard, |s| s.reclaim_at > Instant::now()) {
             return Ok(None);
         }
         let idle_ms = self.visibility.as_millis() as u64;
@@ -143,18 +197,17 @@ impl RedisQueue {
                 tracing::warn!(lane, entry = %e.id, "took over an event leased by a replica that stopped answering")
             }
             // Nothing stale: look again later. (After a find, look again at once.)
-            None => {
-                self.lanes().entry(lane.to_owned()).or_default().reclaim_at =
-                    Instant::now() + RECLAIM_EVERY
-            }
+            None => self.shard_state(lane, shard, |s| {
+                s.reclaim_at = Instant::now() + RECLAIM_EVERY
+            }),
         }
         Ok(entry)
     }
 
     /// Runs the mover when a retry may be due; returns how long a read may block.
-    async fn move_due(&self, lane: &str, keys: &Keys) -> Result<Duration, RedisError> {
+    async fn move_due(&self, lane: &str, shard: u32, keys: &Keys) -> Result<Duration, RedisError> {
         let now = now_ms();
-        let move_at = self.lanes().get(lane).map_or(0, |s| s.move_at_ms);
+        let move_at = self.shard_state(lane, shard, |s| s.move_at_ms);
         let next = if move_at <= now {
             let mut conn = self.redis.conn();
             let mut call = scripts::MOVE_DUE.key(&keys.retry);
@@ -165,7 +218,7 @@ impl RedisQueue {
             let next = next
                 .parse::<f64>()
                 .map_or(poll, |due| (due as u64).min(poll));
-            self.lanes().entry(lane.to_owned()).or_default().move_at_ms = next;
+            self.shard_state(lane, shard, |s| s.move_at_ms = next);
             next
         } else {
             move_at
@@ -188,9 +241,17 @@ impl RedisQueue {
         let reply: Option<StreamReadReply> =
             self.redis.within(limit, cmd.query_async(&mut conn)).await?;
         self.give_back(conn);
-        Ok(reply
-            .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().next()))
+        Ok(first_entry(reply))
+    }
+
+    /// Reads one new entry if there is one, without blocking (on the shared connection).
+    async fn read_ready(&self, keys: &Keys) -> Result<Option<StreamId>, RedisError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(GROUP).arg(&*self.consumer);
+        cmd.arg("COUNT").arg(1);
+        cmd.arg("STREAMS").arg(&keys.stream).arg(">");
+        let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
+        Ok(first_entry(reply))
     }
 
     /// The job in `entry`; an entry that cannot be decoded is set aside in `corrupt:L`.
@@ -231,7 +292,7 @@ impl RedisQueue {
         Ok(None)
     }
 
-    async fn reader(&self) -> Result<MultiplexedConnection, RedisError> {
+    async fn reader(&self) -> Result<Conn, RedisError> {
         let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(conn) => Ok(conn),
@@ -241,10 +302,17 @@ impl RedisQueue {
 
     /// Keeps a connection whose last read completed; one that failed or was cancelled is
     /// dropped instead, which closes it.
-    fn give_back(&self, conn: MultiplexedConnection) {
+    fn give_back(&self, conn: Conn) {
         let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
         }
     }
+}
+
+/// The one entry a `COUNT 1` read returned, if any.
+fn first_entry(reply: Option<StreamReadReply>) -> Option<StreamId> {
+    reply
+        .and_then(|r| r.keys.into_iter().next())
+        .and_then(|k| k.ids.into_iter().next())
 }

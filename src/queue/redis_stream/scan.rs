@@ -1,4 +1,5 @@
-//! Finding the lanes stored under this gateway's key prefix, configured or not: one `SCAN`.
+//! Finding the lanes stored under this gateway's key prefix, configured or not: one `SCAN`
+//! (on every master of a cluster: each holds its own slots' keys).
 
 use std::collections::BTreeSet;
 
@@ -15,22 +16,33 @@ impl RedisQueue {
         let prefix = self.redis.prefix();
         let pattern = format!("{}:*", escape_glob(prefix));
         let mut lanes = BTreeSet::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern);
-            scan.arg("COUNT").arg(SCAN_COUNT);
-            let (next, keys): (u64, Vec<String>) = self.redis.query(&scan).await?;
-            lanes.extend(keys.iter().filter_map(|k| lane_of(prefix, k)));
-            if next == 0 {
-                return Ok(lanes.into_iter().collect());
+        let nodes = match self.redis.masters().await? {
+            Some(masters) => masters.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(&pattern);
+                scan.arg("COUNT").arg(SCAN_COUNT);
+                let (next, keys): (u64, Vec<String>) = match &node {
+                    Some(node) => self.redis.on_node(node, scan).await?,
+                    None => self.redis.query(&scan).await?,
+                };
+                lanes.extend(keys.iter().filter_map(|k| lane_of(prefix, k)));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(lanes.into_iter().collect())
     }
 }
 
-/// The lane of a queue key `{prefix}:{<route>}:<kind>:<lane>` (see `RedisQueue::keys`).
+/// The lane of a queue key `{prefix}:{<route>[/<shard>]}:<kind>:<lane>` (see
+/// `RedisQueue::keys`).
 fn lane_of(prefix: &str, key: &str) -> Option<String> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
     let (_route, rest) = rest.split_once("}:")?;
@@ -58,6 +70,10 @@ mod tests {
     fn lanes_are_read_back_from_queue_keys_only() {
         assert_eq!(lane_of("hg", "hg:{r}:q:r/up").as_deref(), Some("r/up"));
         assert_eq!(lane_of("hg", "hg:{r}:dead-order:r").as_deref(), Some("r"));
+        assert_eq!(
+            lane_of("hg", "hg:{r/12}:retry:r/up").as_deref(),
+            Some("r/up")
+        );
         assert_eq!(lane_of("hg", "hg:{r}:history:r"), None);
         assert_eq!(lane_of("hg", "hgx:{r}:q:r"), None);
         assert_eq!(escape_glob("a*b?[c]"), "a\\*b\\?\\[c\\]");

@@ -3,6 +3,7 @@
 
 mod dlq;
 mod lease;
+mod shards;
 
 use std::time::{Duration, SystemTime};
 
@@ -125,7 +126,7 @@ async fn another_replica_moves_a_due_retry() {
 async fn an_undecodable_entry_is_set_aside() {
     let r = testing::redis("q-corrupt");
     let q = queue(&r);
-    let keys = q.keys("r");
+    let keys = q.keys("r", 0);
     let mut add = redis::cmd("XADD");
     add.arg(&keys.stream)
         .arg("*")
@@ -149,7 +150,7 @@ async fn a_vanished_stream_is_recreated() {
     q.enqueue(event("r", "a")).await.unwrap();
     q.ack(&recv(&q, "r").await).await.unwrap();
     let _: () = r
-        .query(redis::cmd("DEL").arg(q.keys("r").stream))
+        .query(redis::cmd("DEL").arg(q.keys("r", 0).stream))
         .await
         .unwrap();
     q.enqueue(event("r", "b")).await.unwrap();

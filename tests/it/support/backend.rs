@@ -5,10 +5,12 @@
 pub enum Store {
     Embedded,
     Redis,
+    /// A real six-node Redis Cluster (tests/it/support/cluster.rs), sharded lanes.
+    Cluster,
 }
 
-/// Generates one test per backend from `async fn name(store: Store)`: `name::embedded` and
-/// `name::redis`, so the whole end-to-end suite runs once per backend.
+/// Generates one test per backend from `async fn name(store: Store)`: `name::embedded`,
+/// `name::redis` and `name::cluster`, so the whole end-to-end suite runs once per backend.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -21,6 +23,10 @@ macro_rules! both_backends {
             async fn redis() {
                 super::$name($crate::support::Store::Redis).await
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::support::Store::Cluster).await
+            }
         }
     )*};
 }
@@ -30,7 +36,8 @@ pub fn redis_url() -> String {
     std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Deletes every key under `prefix` (each test has a prefix of its own). SCAN in steps rather
+/// Deletes every key under `prefix` (each test has a prefix of its own) on the Redis at `url`
+/// (on a cluster: call it for every master). SCAN in steps rather
 /// than one KEYS: the shared Redis may hold other projects' keys by the hundred thousand
 /// (benchmarks), and a single KEYS over them outlasts the client's response timeout.
 pub async fn clean_redis(url: &str, prefix: &str) {
@@ -53,11 +60,12 @@ pub async fn clean_redis(url: &str, prefix: &str) {
             .await
             .unwrap();
         if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(keys)
-                .exec_async(&mut conn)
-                .await
-                .unwrap();
+            // One key per DEL: a cluster node refuses a DEL whose keys span slots.
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            pipe.exec_async(&mut conn).await.unwrap();
         }
         if next == 0 {
             break;

@@ -2,12 +2,12 @@
 //! loopback ports (3 masters, 3 replicas, `cluster-node-timeout` 1 s), joined by
 //! `redis-cli --cluster create`, killed by PID on Drop (a failing test included).
 
-// Some helpers (shared cluster, reshard, per-node scans) are for the cluster suite still to come.
+// Some helpers (reshard, per-node scans) are for the cluster suite still to come.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Nodes of a test cluster: three masters, one replica each.
@@ -28,8 +28,9 @@ pub struct Cluster {
 }
 
 /// The cluster shared by the end-to-end suite's cluster variants: started by the first test that
-/// asks, stopped when the last one holding it ends (tests use key prefixes of their own).
-static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+/// asks and kept for the whole run (tests use key prefixes of their own). A static is never
+/// dropped, so a watchdog process kills its nodes once the test process is gone.
+static SHARED: OnceLock<Arc<Cluster>> = OnceLock::new();
 
 /// A port free for both the client and the cluster bus (the bus gets a port of its own).
 fn free_port() -> u16 {
@@ -103,13 +104,40 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
 impl Cluster {
     /// The suite's shared cluster (see [`SHARED`]).
     pub fn shared() -> Arc<Cluster> {
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = shared.upgrade() {
-            return c;
-        }
-        let c = Arc::new(Cluster::start());
-        *shared = Arc::downgrade(&c);
-        c
+        SHARED
+            .get_or_init(|| {
+                let c = Cluster::start();
+                c.kill_when_this_process_ends();
+                Arc::new(c)
+            })
+            .clone()
+    }
+
+    /// Starts `sh` polling this process: once it is gone, it SIGKILLs the nodes and deletes
+    /// their directory. Only for a cluster that lives as long as the process (else the PIDs
+    /// it kills could have been reused).
+    fn kill_when_this_process_ends(&self) {
+        let pids: Vec<String> = self
+            .nodes()
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(|c| c.id().to_string()))
+            .collect();
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pids}; rm -rf '{dir}'",
+            me = std::process::id(),
+            pids = pids.join(" "),
+            dir = self._dir.path().display(),
+        );
+        // Never waited for: it outlives this process (init reaps it).
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh on PATH");
     }
 
     /// Starts a cluster of its own (for tests that kill or move nodes). Blocks for a few
@@ -164,6 +192,14 @@ impl Cluster {
     /// Seed URLs for `storage.redis_cluster`.
     pub fn urls(&self) -> Vec<String> {
         self.ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// URLs of the current masters (each holds its own slots' keys).
+    pub fn master_urls(&self) -> Vec<String> {
+        self.masters()
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect()

@@ -70,7 +70,7 @@ async fn leases_returned_at_shutdown_are_received_at_once() {
         .query(
             redis::cmd("XINFO")
                 .arg("CONSUMERS")
-                .arg(&a.keys("r").stream)
+                .arg(&a.keys("r", 0).stream)
                 .arg(GROUP),
         )
         .await
