@@ -1,4 +1,10 @@
 //! hookgate on a real Redis Cluster (tests/it/support/cluster.rs): sharding, failover, resharding.
+//! The end-to-end suite's `::cluster` variants cover everything else on the shared cluster.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -15,4 +21,237 @@ fn the_test_cluster_forms_and_fails_over() {
     let promoted = cluster.master_of_slot(slot);
     assert_ne!(promoted, master);
     assert_eq!(cluster.masters().len(), 3);
+}
+
+/// A gateway config on `cluster` (one of its own, for tests that kill or move nodes).
+fn on(cluster: &Arc<Cluster>, upstream: String) -> Opts {
+    let mut o = Opts::new(Store::Redis, upstream);
+    o.store = Store::Cluster;
+    o.cluster = Some(Arc::clone(cluster));
+    o
+}
+
+/// The shard tags (`stripe/N`) of the stripe lane, as `storage.shards` = 16 lays them out.
+fn stripe_tags() -> Vec<String> {
+    (0..16).map(|n| format!("stripe/{n}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lanes_events_are_stored_on_every_master() {
+    // Nothing listens upstream: every event stays queued (stream or retry set).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut o = Opts::new(Store::Cluster, format!("http://127.0.0.1:{port}"));
+    o.max_attempts = 1000;
+    let cluster = o.cluster.clone().unwrap();
+    let gw = Gateway::start(o).await;
+    for i in 0..64 {
+        assert_eq!(gw.post_stripe(&format!("evt_spread_{i}")).await.0, 200);
+    }
+    let prefix = gw.opts.key_prefix.clone();
+    for master in cluster.masters() {
+        let mut held = 0;
+        for key in cluster.keys_on(master, &format!("{prefix}:*:stripe")) {
+            let kind = key.rsplit(':').nth(1).unwrap_or_default();
+            let count = match kind {
+                "q" => cluster.cli(master, &["xlen", &key]),
+                "retry" => cluster.cli(master, &["zcard", &key]),
+                _ => continue,
+            };
+            held += count
+                .and_then(|c| c.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+        }
+        assert!(
+            held > 0,
+            "master {master} holds none of the lane's 64 events"
+        );
+    }
+    gw.finish().await;
+}
+
+/// One sender's outcome for one event.
+struct Sent {
+    id: String,
+    status: u16,
+    retry_after: bool,
+}
+
+/// Posts distinct Stripe events from `senders` tasks until `stop` is set; every outcome.
+async fn load(gw: &Gateway, tag: &str, senders: usize, stop: Arc<AtomicBool>) -> Vec<Sent> {
+    let mut tasks = Vec::new();
+    for s in 0..senders {
+        let (client, url) = (gw.client.clone(), gw.url("/webhooks/stripe"));
+        let (stop, tag) = (Arc::clone(&stop), tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let id = format!("evt_{tag}_{s}_{i}");
+                let resp = send_stripe(&client, &url, STRIPE_SECRET, &id).await;
+                let resp = resp.expect("the gateway answers");
+                let retry_after = resp.headers().contains_key("retry-after");
+                let status = resp.status().as_u16();
+                sent.push(Sent {
+                    id,
+                    status,
+                    retry_after,
+                });
+            }
+            sent
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Waits until the sink received every id in `accepted` (each at least once).
+async fn all_delivered(sink: &Sink, accepted: &HashSet<String>, within: Duration) {
+    let delivered = || -> HashSet<String> {
+        sink.delivered()
+            .iter()
+            .filter_map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+                Some(v["id"].as_str()?.to_owned())
+            })
+            .collect()
+    };
+    eventually(within, "every acknowledged event delivered", async || {
+        accepted.is_subset(&delivered())
+    })
+    .await;
+}
+
+/// A master is SIGKILLed mid-load with `wait_replicas = 1`: its slots answer 503 +
+/// `Retry-After` (never another 5xx, never a 200 that was not replicated) until its replica
+/// takes over and a replica is back; then 200s again without a restart, and every event that
+/// got a 200 is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_load_loses_no_acknowledged_event() {
+    let cluster = Arc::new(tokio::task::block_in_place(Cluster::start));
+    let sink = Sink::start().await;
+    let mut o = on(&cluster, sink.url(""));
+    o.storage_extra = "wait_replicas = 1".into();
+    let gw = Gateway::start(o).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = {
+        let (gw, stop) = (&gw, Arc::clone(&stop));
+        load(gw, "failover", 4, stop)
+    };
+    let faults = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let victim = cluster.master_of_slot(cluster.keyslot(&stripe_tags()[0]));
+        cluster.kill(victim);
+        // The replica is promoted; the old master comes back as its replica, so WAIT 1 can
+        // be met again.
+        tokio::task::block_in_place(|| {
+            cluster.wait_healthy();
+            cluster.restart(victim);
+            cluster.wait_healthy();
+        });
+        // Load keeps flowing a while after the cluster healed.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::SeqCst);
+    };
+    let (sent, ()) = tokio::join!(sending, faults);
+    for s in &sent {
+        assert!(
+            s.status == 200 || (s.status == 503 && s.retry_after),
+            "{}: {} (retry-after: {})",
+            s.id,
+            s.status,
+            s.retry_after
+        );
+    }
+    let refused = sent.iter().filter(|s| s.status == 503).count();
+    assert!(
+        refused > 0,
+        "the dead master's slots answered 503 meanwhile"
+    );
+    let tail = &sent[sent.len().saturating_sub(40)..];
+    assert!(
+        tail.iter().all(|s| s.status == 200),
+        "200s again once the cluster healed"
+    );
+    let accepted: HashSet<String> = sent
+        .iter()
+        .filter(|s| s.status == 200)
+        .map(|s| s.id.clone())
+        .collect();
+    eprintln!(
+        "{} accepted, {refused} refused during the failover",
+        accepted.len()
+    );
+    all_delivered(&sink, &accepted, Duration::from_secs(30)).await;
+    gw.finish().await;
+}
+
+/// A busy shard's slot is moved to another master with `redis-cli --cluster reshard` while
+/// events flow: the client follows MOVED/ASK, so no sender sees an error and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_under_load_loses_nothing_and_refuses_nothing() {
+    let cluster = Arc::new(tokio::task::block_in_place(Cluster::start));
+    let sink = Sink::start().await;
+    let gw = Gateway::start(on(&cluster, sink.url(""))).await;
+    // `reshard` moves a source's lowest slots first: pick the shard whose slot is the fewest
+    // slots into its master's range, and move up to and including it.
+    let topo = cluster.topology();
+    let (slot, from, count) = stripe_tags()
+        .iter()
+        .map(|tag| {
+            let slot = cluster.keyslot(tag);
+            let owner = topo
+                .iter()
+                .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+                .expect("an owner");
+            let below: u16 = owner
+                .slots
+                .iter()
+                .map(|&(a, b)| {
+                    if b < slot {
+                        b - a + 1
+                    } else if a <= slot {
+                        slot - a
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            (slot, owner.port, below + 1)
+        })
+        .min_by_key(|&(_, _, count)| count)
+        .unwrap();
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = load(&gw, "reshard", 4, Arc::clone(&stop));
+    let moving = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.reshard(from, to, count).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::SeqCst);
+    };
+    let (sent, ()) = tokio::join!(sending, moving);
+    assert_eq!(cluster.master_of_slot(slot), to, "the busy slot moved");
+    let bad: Vec<_> = sent
+        .iter()
+        .filter(|s| s.status != 200)
+        .map(|s| (&s.id, s.status))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "answers other than 200 during the migration: {bad:?}"
+    );
+    let accepted: HashSet<String> = sent.iter().map(|s| s.id.clone()).collect();
+    eprintln!(
+        "{} events sent across the migration of {count} slots",
+        accepted.len()
+    );
+    all_delivered(&sink, &accepted, Duration::from_secs(30)).await;
+    gw.finish().await;
 }

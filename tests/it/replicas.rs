@@ -1,5 +1,5 @@
-//! Several gateway processes on one Redis: one delivery per event id, and a killed replica's
-//! events delivered by another.
+//! Several gateway processes on one Redis (or one Redis Cluster): one delivery per event id,
+//! and a killed replica's events delivered by another.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,10 +62,14 @@ fn distinct(sink: &Sink) -> (usize, usize) {
     (bodies.len(), total)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_id_sent_to_two_replicas_is_delivered_once() {
+crate::redis_backends!(
+    one_id_sent_to_two_replicas_is_delivered_once,
+    a_killed_replicas_events_are_delivered_by_another,
+);
+
+async fn one_id_sent_to_two_replicas_is_delivered_once(store: Store) {
     let sink = Sink::start().await;
-    let o = Opts::new(Store::Redis, sink.url(""));
+    let o = Opts::new(store, sink.url(""));
     let (a, b) = (Arc::new(Replica::new(&o)), Arc::new(Replica::new(&o)));
     let (_pa, _pb) = (a.start().await, b.start().await);
     let mut sends = Vec::new();
@@ -103,12 +107,11 @@ async fn hanging_upstream(
     (seen, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replicas_events_are_delivered_by_another() {
+async fn a_killed_replicas_events_are_delivered_by_another(store: Store) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (seen, hang) = hanging_upstream(listener).await;
-    let mut o = Opts::new(Store::Redis, format!("http://127.0.0.1:{port}"));
+    let mut o = Opts::new(store, format!("http://127.0.0.1:{port}"));
     o.max_attempts = 1000;
     let (a, b) = (Replica::new(&o), Replica::new(&o));
     let mut pa = a.start().await;

@@ -31,6 +31,24 @@ macro_rules! both_backends {
     )*};
 }
 
+/// Like [`both_backends!`] for cases about replicas sharing Redis: `name::redis` and
+/// `name::cluster`.
+#[macro_export]
+macro_rules! redis_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::Store::Redis).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::support::Store::Cluster).await
+            }
+        }
+    )*};
+}
+
 /// The Redis the tests use: `HOOKGATE_TEST_REDIS_URL`, else 127.0.0.1:6379.
 pub fn redis_url() -> String {
     std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

@@ -18,6 +18,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// One `redis-server` of the cluster.
 struct Node {
     port: u16,
+    bus: u16,
     child: Option<Child>,
 }
 
@@ -146,7 +147,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::with_capacity(NODES);
         for _ in 0..NODES {
-            nodes.push(spawn_node(dir.path()));
+            nodes.push(spawn_node(dir.path(), free_port(), free_port()));
         }
         let cluster = Cluster {
             nodes: Mutex::new(nodes),
@@ -260,6 +261,19 @@ impl Cluster {
         }
     }
 
+    /// Starts the SIGKILLed node on `port` again: it rejoins (as a replica, if it was a master
+    /// that failed over meanwhile).
+    pub fn restart(&self, port: u16) {
+        let mut nodes = self.nodes();
+        let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
+        assert!(node.child.is_none(), "node {port} is running");
+        *node = spawn_node(self._dir.path(), port, node.bus);
+        drop(nodes);
+        wait_until(SETTLE, "the restarted node answers PING", || {
+            cli(port, &["ping"]).is_some_and(|o| o.contains("PONG"))
+        });
+    }
+
     /// Waits until every live node reports `cluster_state:ok`, every slot is served by a live
     /// master, and every replica of a live master has its replication link up.
     pub fn wait_healthy(&self) {
@@ -323,8 +337,9 @@ impl Cluster {
     }
 }
 
-fn spawn_node(dir: &Path) -> Node {
-    let (port, bus) = (free_port(), free_port());
+/// Starts a node on `port` (cluster bus on `bus`); its `nodes-PORT.conf` in `dir` makes a
+/// restarted node rejoin the cluster it was part of.
+fn spawn_node(dir: &Path, port: u16, bus: u16) -> Node {
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -346,6 +361,7 @@ fn spawn_node(dir: &Path) -> Node {
         .expect("redis-server on PATH");
     Node {
         port,
+        bus,
         child: Some(child),
     }
 }
