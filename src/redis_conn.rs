@@ -52,7 +52,12 @@ struct Inner {
     op_timeout: Duration,
     shards: u32,
     wait_replicas: u32,
+    /// Idle connections for writes that `WAIT` for replicas.
+    writers: std::sync::Mutex<Vec<Conn>>,
 }
+
+/// Idle `WAIT` connections kept for reuse (about one per concurrent enqueue).
+const MAX_IDLE_WRITERS: usize = 64;
 
 /// Where new connections (for blocking reads) are made.
 // One per process: boxing a variant would buy nothing.
@@ -182,6 +187,7 @@ impl Redis {
             op_timeout: options.op_timeout,
             shards: options.shards.max(1),
             wait_replicas: options.wait_replicas,
+            writers: std::sync::Mutex::default(),
         }))
     }
 
@@ -237,7 +243,11 @@ impl Redis {
 
     /// A connection of its own for a blocking read of up to `block`.
     pub(crate) async fn blocking(&self, block: Duration) -> Result<Conn, RedisError> {
-        let limit = block + self.0.op_timeout;
+        self.own(block + self.0.op_timeout).await
+    }
+
+    /// A connection of its own whose answers may take up to `limit`.
+    async fn own(&self, limit: Duration) -> Result<Conn, RedisError> {
         match &self.0.target {
             Target::Single(client) => {
                 let config = redis::AsyncConnectionConfig::new()
@@ -246,7 +256,7 @@ impl Redis {
                 let connect = client.get_multiplexed_async_connection_with_config(&config);
                 Ok(Conn::Own(self.run(connect).await?))
             }
-            // A cluster connection of its own: it follows the stream's slot wherever it moves.
+            // A cluster connection of its own: it follows the key's slot wherever it moves.
             Target::Cluster(client) => {
                 let config = cluster_config(self.0.op_timeout).set_response_timeout(limit);
                 Ok(Conn::Cluster(
@@ -256,38 +266,55 @@ impl Redis {
         }
     }
 
-    /// After a write to `key`'s slot on the shared connection: waits until
-    /// `storage.wait_replicas` replicas hold it (`WAIT`, on the same connection to the same
-    /// master), within `op_timeout`. Nothing to do when no replica is asked for.
-    pub(crate) async fn replicated(&self, key: &str) -> Result<(), RedisError> {
+    /// Runs a write transaction on `key`'s slot and, with `storage.wait_replicas` = N, then
+    /// `WAIT N op_timeout`: Ok only once N replicas hold it.
+    ///
+    /// `WAIT` counts the writes of its own connection, and Redis blocks that whole connection
+    /// while it waits, so the pair runs on a pooled connection of its own: a replica that is
+    /// slow or gone stalls only the requests waiting for it, never the shared connection.
+    pub(crate) async fn query_pipe_replicated<T: redis::FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        key: &str,
+    ) -> Result<T, RedisError> {
         let wanted = self.0.wait_replicas;
         if wanted == 0 {
-            return Ok(());
+            return self.query_pipe(pipe).await;
         }
+        let popped = self
+            .0
+            .writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let mut conn = match popped {
+            Some(conn) => conn,
+            None => self.own(2 * self.0.op_timeout).await?,
+        };
+        let out: T = self.run(pipe.query_async(&mut conn)).await?;
         let timeout_ms = self.0.op_timeout.as_millis().max(1) as u64;
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(timeout_ms);
-        let got: u32 = match &self.0.conn {
+        let limit = 2 * self.0.op_timeout;
+        let got: u32 = match &mut conn {
             Conn::Cluster(c) => {
                 // WAIT has no key: routed by hand to the master that took the write.
                 let route = Route::with_key(key, SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let mut c = c.clone();
-                let reply = self
-                    .within(2 * self.0.op_timeout, c.route_command(wait, routing))
-                    .await?;
-                redis::from_redis_value(reply)?
+                redis::from_redis_value(self.within(limit, c.route_command(wait, routing)).await?)?
             }
-            _ => {
-                let mut conn = self.conn();
-                self.within(2 * self.0.op_timeout, wait.query_async(&mut conn))
-                    .await?
-            }
+            other => self.within(limit, wait.query_async(other)).await?,
         };
+        // Only a connection whose calls all completed goes back (a failed one is dropped).
+        let mut idle = self.0.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_WRITERS {
+            idle.push(conn);
+        }
+        drop(idle);
         if got < wanted {
             return Err(RedisError::Replicas { wanted, got });
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The prefix of every key (`storage.key_prefix`).

@@ -149,8 +149,7 @@ impl Queue for RedisQueue {
                 stream = self.keys(&event.lane(), shard).stream;
                 pipe.cmd("XADD").arg(&stream).arg("*").arg("j").arg(job);
             }
-            let ids: Vec<String> = self.redis.query_pipe(&pipe).await?;
-            self.redis.replicated(&stream).await?;
+            let ids: Vec<String> = self.redis.query_pipe_replicated(&pipe, &stream).await?;
             for (&i, id) in now.iter().zip(&ids) {
                 seqs[i] = seq_of(id)?;
             }

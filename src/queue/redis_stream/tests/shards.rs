@@ -143,3 +143,39 @@ async fn a_fan_out_enqueue_and_its_dedup_key_share_one_shard() {
     );
     testing::cleanup(&r).await;
 }
+
+#[tokio::test]
+async fn wait_replicas_refuses_what_no_replica_holds_without_stalling_other_calls() {
+    // The test Redis has no replica: WAIT 1 can never be met.
+    let prefix = format!(
+        "hgtest-wait-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let options = crate::redis_conn::Options {
+        wait_replicas: 1,
+        ..crate::redis_conn::Options::new(&prefix, Duration::from_secs(1))
+    };
+    let r = Redis::single(&testing::url(), options).unwrap();
+    let q = queue(&r);
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { q.enqueue(event("r", "evt_unreplicated")).await }
+    });
+    // Meanwhile the shared connection answers at once: the WAIT blocks a connection of its own.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        q.depth("r").await.unwrap(),
+        1,
+        "the write reached the master"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "depth answered while the enqueue still waits"
+    );
+    match waiting.await.unwrap() {
+        Err(QueueError::Redis(RedisError::Replicas { wanted: 1, got: 0 })) => {}
+        other => panic!("expected a replicas error, got {other:?}"),
+    }
+    testing::cleanup(&r).await;
+}
