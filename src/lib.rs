@@ -11,7 +11,8 @@
 //! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters
 //! - `embedded` — the redb database behind the embedded dedup store and queue (group commit)
 //! - `redis_conn` — the Redis connection behind the Redis dedup store and Streams queue
-//! - `deliver`  — per-lane delivery workers, lane health, forwarding and the retry schedule
+//! - `deliver`  — per-lane delivery workers, lane health, forwarding, typed attempt errors and
+//!   the retry schedule
 //! - `gateway`  — wiring: storage, listeners, workers; SIGHUP retires a generation of workers
 //!   before the next starts; one shutdown deadline
 //! - `admin`    — health, readiness, metrics and the admin API

@@ -6,6 +6,7 @@
 //! the owner of the worker set bounds that with its deadline and aborts what is left, whose
 //! jobs stay unacknowledged in the queue and are delivered again (see `src/gateway.rs`).
 
+pub mod error;
 pub mod forward;
 pub mod known;
 pub mod lane;
@@ -22,6 +23,7 @@ use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
 use crate::verify::Scheme;
+pub use error::{ErrorKind, Failure, Fault};
 use forward::{Attempt, HttpClient};
 pub use known::KnownLanes;
 pub use lane::{LaneState, Lanes};
@@ -131,9 +133,13 @@ impl LaneWorker {
         let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
         let number = job.attempts + 1;
         let outcome = self.settle(&job, &attempt).await;
-        self.shared
-            .metrics
-            .delivery(&self.state.lane, outcome, attempt.latency.as_secs_f64());
+        let kind = attempt.error.as_ref().map(|f| f.kind);
+        self.shared.metrics.delivery(
+            &self.state.lane,
+            outcome,
+            kind,
+            attempt.latency.as_secs_f64(),
+        );
         self.record(&job, &attempt).await;
         tracing::info!(
             route = %self.state.route,
@@ -142,7 +148,8 @@ impl LaneWorker {
             attempt = number,
             status = attempt.status.map(|s| s.as_u16()).unwrap_or(0),
             outcome,
-            error = attempt.error.as_deref().unwrap_or(""),
+            kind = kind.map_or("", ErrorKind::name),
+            error = attempt.error.as_ref().map_or("", |f| f.detail.as_str()),
             latency_ms = attempt.latency.as_millis() as u64,
             "delivery"
         );
@@ -156,9 +163,13 @@ impl LaneWorker {
             return log_err(q.ack(job).await, "delivered");
         }
         self.state.failure();
-        let error = attempt.error.clone().unwrap_or_default();
+        let error = attempt
+            .error
+            .clone()
+            .unwrap_or_else(|| Failure::new(ErrorKind::Unknown, "no answer"));
         let status = attempt.status.map(|s| s.as_u16());
         let next = match status {
+            _ if !error.kind.retried() => Next::Dead,
             Some(s) if self.retry.no_retry_on.contains(&s) => Next::Dead,
             _ => retry::next(
                 &self.retry,
@@ -168,7 +179,7 @@ impl LaneWorker {
             ),
         };
         match next {
-            Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error).await, "retry"),
+            Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error.detail).await, "retry"),
             Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
         }
     }
@@ -181,8 +192,9 @@ impl LaneWorker {
             status: a.status.map(|s| s.as_u16()),
             latency_ms: a.latency.as_millis() as u64,
             at_ms: unix_ms(SystemTime::now()),
-            error: a.error.clone(),
+            error: a.error.as_ref().map(|f| f.detail.clone()),
             answer: a.answer.clone(),
+            kind: a.error.as_ref().map(|f| f.kind),
         };
         if let Err(e) = self
             .shared
