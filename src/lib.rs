@@ -18,6 +18,7 @@
 //! - `admin`    — health, readiness, metrics and the admin API
 //! - `metrics`  — Prometheus counters
 //! - `shutdown` — signals → the shutdown watch
+//! - `telemetry` — OpenTelemetry spans per webhook and per attempt, exported over OTLP/HTTP
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod queue;
 pub mod redis_conn;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod verify;
 
 /// Like [`run`], also applying every configuration received on a channel (SIGHUP reload).
@@ -61,6 +63,9 @@ pub enum RunError {
     /// The Redis URL is unusable.
     #[error("storage: {0}")]
     Redis(#[from] redis_conn::RedisError),
+    /// The trace exporter could not be built.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 /// The configured storage: queue and dedup, plus the embedded database when there is one.

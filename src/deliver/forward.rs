@@ -204,6 +204,7 @@ mod tests {
             dedup_unavailable: true,
             event_type: None,
             upstream: None,
+            traceparent: None,
         };
         Job {
             seq: 1,

@@ -22,11 +22,13 @@ use crate::config::{RetryPolicy, Route, Upstream};
 use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
+use crate::telemetry::{Telemetry, TraceSpan};
 use crate::verify::Scheme;
 pub use error::{ErrorKind, Failure, Fault};
 use forward::{Attempt, HttpClient};
 pub use known::KnownLanes;
 pub use lane::{LaneState, Lanes};
+use opentelemetry::KeyValue;
 use retry::Next;
 
 /// What every lane worker shares.
@@ -35,6 +37,8 @@ pub struct Shared {
     pub queue: Backend,
     pub client: HttpClient,
     pub metrics: Arc<Metrics>,
+    /// OpenTelemetry traces; None = off, and no span is built.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// One lane's delivery settings, prepared once.
@@ -124,15 +128,23 @@ impl LaneWorker {
     }
 
     async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
-        let req = forward::request(
+        let mut req = forward::request(
             &self.upstream.url,
             &job,
             self.resign.as_deref(),
             SystemTime::now(),
         );
+        let telemetry = self.shared.telemetry.as_ref();
+        let span = telemetry.map(|t| t.attempt_span(job.event.traceparent.as_deref()));
+        if let Some(s) = &span {
+            s.inject(req.headers_mut());
+        }
         let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
         let number = job.attempts + 1;
         let outcome = self.settle(&job, &attempt).await;
+        if let Some(s) = span {
+            self.end_span(s, &job, &attempt, outcome);
+        }
         let kind = attempt.error.as_ref().map(|f| f.kind);
         self.shared.metrics.delivery(
             &self.state.lane,
@@ -182,6 +194,41 @@ impl LaneWorker {
             Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error.detail).await, "retry"),
             Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
         }
+    }
+
+    /// Ends the attempt's span (attribute names: docs/telemetry.md).
+    fn end_span(&self, span: TraceSpan, job: &Job, a: &Attempt, outcome: &'static str) {
+        let url = &self.upstream.url;
+        let mut attrs = vec![
+            KeyValue::new("hookgate.route", self.state.route.clone()),
+            KeyValue::new("hookgate.lane", self.state.lane.clone()),
+            KeyValue::new("hookgate.event_id", job.event.id.clone()),
+            KeyValue::new("hookgate.attempt", i64::from(job.attempts + 1)),
+            KeyValue::new("hookgate.outcome", outcome),
+            // Host and port only: a URL's userinfo or query may hold a credential.
+            KeyValue::new("server.address", url.host().unwrap_or("").to_owned()),
+            KeyValue::new("hookgate.latency_ms", a.latency.as_secs_f64() * 1000.0),
+        ];
+        if let Some(port) = url.port_u16() {
+            attrs.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        if let Some(name) = &self.upstream.name {
+            attrs.push(KeyValue::new("hookgate.upstream", name.clone()));
+        }
+        if let Some(s) = a.status {
+            attrs.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(s.as_u16()),
+            ));
+        }
+        if let Some(f) = &a.error {
+            attrs.push(KeyValue::new("error.type", f.kind.name()));
+            if let Some(fault) = f.kind.fault() {
+                attrs.push(KeyValue::new("hookgate.error.fault", fault.name()));
+            }
+        }
+        let failed = (!a.delivered()).then(|| a.error.as_ref().map(|f| f.detail.clone()));
+        span.end(attrs, failed.map(Option::unwrap_or_default));
     }
 
     /// Appends the attempt to the lane's delivery history (best effort).

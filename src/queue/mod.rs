@@ -44,6 +44,10 @@ pub struct Event {
     /// Fan-out: which upstream of the route; None = the route's single upstream.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// W3C `traceparent` of the request's span, so delivery attempts continue its trace; None
+    /// with telemetry off. A trailing field of the job record (see `record.rs`).
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl Event {

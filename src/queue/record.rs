@@ -40,20 +40,24 @@ pub(super) fn encode_job(
     last_error: Option<&str>,
     event: &Event,
 ) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(&StoredRef {
+    let mut out = postcard::to_stdvec(&StoredRef {
         due_ms,
         attempts,
         last_error,
         event,
-    })
+    })?;
+    push_trailing(&mut out, event.traceparent.as_deref())?;
+    Ok(out)
 }
 
 /// Decodes a queued job read at `seq`.
 pub(super) fn decode_job(seq: u64, bytes: &[u8]) -> Result<Job, postcard::Error> {
-    let stored: Stored = postcard::from_bytes(bytes)?;
+    let (stored, rest) = postcard::take_from_bytes::<Stored>(bytes)?;
+    let mut event = stored.event;
+    event.traceparent = trailing::<String>(rest)?.0;
     Ok(Job {
         seq,
-        event: stored.event,
+        event,
         attempts: stored.attempts,
         last_error: stored.last_error,
     })
@@ -133,6 +137,7 @@ mod tests {
             dedup_unavailable: true,
             event_type: Some("invoice.paid".into()),
             upstream: Some("billing".into()),
+            traceparent: None,
         }
     }
 
@@ -144,6 +149,25 @@ mod tests {
         assert_eq!((job.seq, job.attempts), (9, 2));
         assert_eq!(job.last_error.as_deref(), Some("503"));
         assert_eq!(job.event, event());
+    }
+
+    #[test]
+    fn a_job_keeps_its_traceparent_and_an_old_job_has_none() {
+        let mut ev = event();
+        ev.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let job = decode_job(1, &encode_job(5, 0, None, &ev).unwrap()).unwrap();
+        assert_eq!(job.event, ev);
+        // A record written before the field: the serde fields alone.
+        let old = postcard::to_stdvec(&StoredRef {
+            due_ms: 5,
+            attempts: 1,
+            last_error: Some("x"),
+            event: &ev,
+        })
+        .unwrap();
+        let job = decode_job(1, &old).unwrap();
+        assert_eq!((job.event.traceparent, job.attempts), (None, 1));
+        assert_eq!(due_of(&old).unwrap(), 5);
     }
 
     #[test]

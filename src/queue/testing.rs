@@ -16,6 +16,7 @@ pub(crate) fn event(route: &str, id: &str) -> Event {
         dedup_unavailable: false,
         event_type: None,
         upstream: None,
+        traceparent: None,
     }
 }
 

@@ -99,6 +99,7 @@ async fn dead_letters_of_other_lanes_are_untouched() {
     kill(&q, "a", "x").await;
     q.enqueue(Event {
         upstream: Some("u".into()),
+        traceparent: None,
         ..event("r", "a")
     })
     .await
