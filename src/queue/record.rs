@@ -69,21 +69,24 @@ pub(super) fn due_of(bytes: &[u8]) -> Result<u64, postcard::Error> {
     Ok(due)
 }
 
-/// Encodes a dead letter; its error kind trails.
+/// Encodes a dead letter; its error kind and its event's `traceparent` trail (a replay then
+/// continues the event's trace).
 pub(super) fn encode_dead(dead: &DeadEvent) -> Result<Vec<u8>, postcard::Error> {
     let mut out = postcard::to_stdvec(dead)?;
     push_trailing(&mut out, Some(dead.last_error_kind.name()))?;
+    push_trailing(&mut out, dead.event.traceparent.as_deref())?;
     Ok(out)
 }
 
 /// Decodes a dead letter; one written without a kind gets the kind its text suggests.
 pub(super) fn decode_dead(bytes: &[u8]) -> Result<DeadEvent, postcard::Error> {
     let (mut dead, rest) = postcard::take_from_bytes::<DeadEvent>(bytes)?;
-    let (kind, _) = trailing::<String>(rest)?;
+    let (kind, rest) = trailing::<String>(rest)?;
     dead.last_error_kind = match kind {
         Some(name) => ErrorKind::from_name(&name),
         None => ErrorKind::of_legacy(None, &dead.last_error),
     };
+    dead.event.traceparent = trailing::<String>(rest)?.0;
     Ok(dead)
 }
 
@@ -171,10 +174,14 @@ mod tests {
     }
 
     #[test]
-    fn dead_round_trips() {
+    fn dead_round_trips_with_its_kind_and_traceparent() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let dead = DeadEvent {
             seq: 3,
-            event: event(),
+            event: Event {
+                traceparent: Some(traceparent.into()),
+                ..event()
+            },
             attempts: 5,
             last_error: "request failed: refused".into(),
             died_at_ms: 42,
@@ -182,7 +189,10 @@ mod tests {
         };
         let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
         assert_eq!((back.seq, back.attempts, back.died_at_ms), (3, 5, 42));
-        assert_eq!((back.event, back.last_error), (event(), dead.last_error));
+        assert_eq!(
+            (&back.event, &back.last_error),
+            (&dead.event, &dead.last_error)
+        );
         assert_eq!(back.last_error_kind, ErrorKind::Connect);
     }
 

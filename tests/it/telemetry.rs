@@ -132,6 +132,48 @@ async fn attempts_are_children_of_the_request_and_the_upstream_continues(store: 
 
 crate::both_backends!(attempts_are_children_of_the_request_and_the_upstream_continues);
 
+/// A dead letter keeps the request's trace context: its replay is one more child of it.
+async fn a_replayed_dead_letter_continues_the_trace(store: Store) {
+    let collector = Collector::start().await;
+    let sink = Sink::start().await;
+    sink.fail_first.store(1, Ordering::SeqCst);
+    let mut o = traced(store, &sink, &collector);
+    o.max_attempts = 1;
+    let gw = Gateway::start(o).await;
+    assert_eq!(gw.post_stripe("evt_dead_traced").await.0, 200);
+    let (webhooks, _) = spans(&collector, 1, 1).await;
+    let replay = format!(
+        "http://{}/admin/dlq/stripe/evt_dead_traced/replay",
+        gw.admin
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the dead letter replayed",
+        async || {
+            let resp = gw
+                .client
+                .post(&replay)
+                .bearer_auth("test-admin-token")
+                .send()
+                .await;
+            resp.is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    let (_, attempts) = spans(&collector, 1, 2).await;
+    let ingest = &webhooks[0];
+    assert!(
+        attempts.iter().all(|a| a.parent_span_id == ingest.span_id),
+        "{attempts:?}"
+    );
+    let (trace, _) = ids_of(got[0].headers["traceparent"].to_str().unwrap());
+    assert_eq!(trace, hex::encode(&ingest.trace_id));
+    gw.finish().await;
+}
+
+crate::both_backends!(a_replayed_dead_letter_continues_the_trace);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_senders_traceparent_is_honoured_and_replaced_for_the_upstream() {
     let collector = Collector::start().await;
