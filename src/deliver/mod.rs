@@ -227,8 +227,12 @@ impl LaneWorker {
                 attrs.push(KeyValue::new("hookgate.error.fault", fault.name()));
             }
         }
-        let failed = (!a.delivered()).then(|| a.error.as_ref().map(|f| f.detail.clone()));
-        span.end(attrs, failed.map(Option::unwrap_or_default));
+        // A 2xx with a broken body is delivered: its kind is on record, the span is no error.
+        let failed = match &a.error {
+            Some(f) if !a.delivered() => Some(f.detail.clone()),
+            _ => None,
+        };
+        span.end(attrs, failed);
     }
 
     /// Appends the attempt to the lane's delivery history (best effort).

@@ -253,3 +253,22 @@ async fn with_telemetry_off_no_traceparent_is_sent() {
     );
     gw.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_the_requests_nothing() {
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let sink = Sink::start().await;
+    let mut o = Opts::new(Store::Embedded, sink.url(""));
+    o.extra_route =
+        format!("[telemetry]\notlp_endpoint = \"{down}\"\nexport_interval = \"50ms\"\n");
+    let gw = Gateway::start(o).await;
+    for i in 0..5 {
+        assert_eq!(gw.post_stripe(&format!("evt_down_{i}")).await.0, 200);
+    }
+    let got = sink.wait_for(5, Duration::from_secs(10)).await;
+    assert!(got.iter().all(|r| r.headers.contains_key("traceparent")));
+    gw.finish().await;
+}
