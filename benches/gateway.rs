@@ -403,6 +403,7 @@ async fn prefill(data: &Path, n: u64) -> Result<(), Error> {
             dedup_unavailable: false,
             event_type: None,
             upstream: None,
+            traceparent: None,
         });
         next += 1000;
         queue.enqueue_all(batch.collect()).await?;

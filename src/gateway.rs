@@ -38,6 +38,7 @@ struct Base {
     /// Admission tasks of every generation of the ingress (they outlive dropped requests).
     admissions: TaskTracker,
     known: deliver::KnownLanes,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl Base {
@@ -46,6 +47,7 @@ impl Base {
             queue: self.storage_queue.clone(),
             client: self.client.clone(),
             metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -59,6 +61,7 @@ impl Base {
             body_timeout: config.server.body_timeout,
             tasks: self.admissions.clone(),
             body_budget: self.body_budget.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -109,6 +112,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         admissions: TaskTracker::new(),
         known: deliver::KnownLanes::default(),
+        telemetry: crate::telemetry::start(config.telemetry.as_ref())?,
     };
     note_cert_expiry(&base.metrics, &config);
     let configured = Arc::new(base.known.lanes(&config.routes));
@@ -160,6 +164,9 @@ pub async fn run(
     tokio::join!(delivery.drain(deadline), listeners_then_admissions);
     // History lines and dedup done-records ride along with later commits; write them now.
     queue.shutdown().await;
+    if let Some(t) = &base.telemetry {
+        t.shutdown(crate::telemetry::FLUSH_TIMEOUT).await;
+    }
     if let Some(db) = db {
         let flushed = db.flush().await;
         let _ = tokio::task::spawn_blocking(move || db.close()).await;
@@ -308,6 +315,7 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
             "server.shutdown_grace",
             a.server.shutdown_grace != b.server.shutdown_grace,
         ),
+        ("telemetry", a.telemetry != b.telemetry),
         ("storage.backend", s.backend != t.backend),
         ("storage.path", s.path != t.path),
         ("storage.redis_url", s.redis_url != t.redis_url),

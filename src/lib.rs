@@ -11,12 +11,14 @@
 //! - `queue`    — the `Queue` seam: durable enqueue, lease, ack, retry, dead letters
 //! - `embedded` — the redb database behind the embedded dedup store and queue (group commit)
 //! - `redis_conn` — the Redis connection behind the Redis dedup store and Streams queue
-//! - `deliver`  — per-lane delivery workers, lane health, forwarding and the retry schedule
+//! - `deliver`  — per-lane delivery workers, lane health, forwarding, typed attempt errors and
+//!   the retry schedule
 //! - `gateway`  — wiring: storage, listeners, workers; SIGHUP retires a generation of workers
 //!   before the next starts; one shutdown deadline
 //! - `admin`    — health, readiness, metrics and the admin API
 //! - `metrics`  — Prometheus counters
 //! - `shutdown` — signals → the shutdown watch
+//! - `telemetry` — OpenTelemetry spans per webhook and per attempt, exported over OTLP/HTTP
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ pub mod queue;
 pub mod redis_conn;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod verify;
 
 /// Like [`run`], also applying every configuration received on a channel (SIGHUP reload).
@@ -60,6 +63,9 @@ pub enum RunError {
     /// The Redis URL is unusable.
     #[error("storage: {0}")]
     Redis(#[from] redis_conn::RedisError),
+    /// The trace exporter could not be built.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 /// The configured storage: queue and dedup, plus the embedded database when there is one.

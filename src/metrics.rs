@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::deliver::ErrorKind;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -27,6 +29,8 @@ struct RouteLabels {
 struct DeliveryLabels {
     route: String,
     outcome: String,
+    /// An `ErrorKind` name, or `none` when delivered: a closed set, so cardinality stays bounded.
+    kind: &'static str,
 }
 
 /// The gateway's counters; cheap to update from any task.
@@ -228,8 +232,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one delivery attempt (`delivered`, `retry`, `dead`) of a lane and its latency.
-    pub fn delivery(&self, route: &str, outcome: &str, seconds: f64) {
+    /// Counts one delivery attempt (`delivered`, `retry`, `dead`) of a lane, its error kind and
+    /// its latency.
+    pub fn delivery(&self, route: &str, outcome: &str, kind: Option<ErrorKind>, seconds: f64) {
         let name = route.split('/').next().unwrap_or(route);
         self.count(name, |c| match outcome {
             "delivered" => c.delivered += 1,
@@ -239,6 +244,7 @@ impl Metrics {
         let labels = DeliveryLabels {
             route: route.into(),
             outcome: outcome.into(),
+            kind: kind.map_or("none", ErrorKind::name),
         };
         self.deliveries.get_or_create(&labels).inc();
         self.delivery_seconds

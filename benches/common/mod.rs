@@ -21,6 +21,7 @@ pub fn event(i: u64) -> Event {
         dedup_unavailable: false,
         event_type: None,
         upstream: None,
+        traceparent: None,
     }
 }
 

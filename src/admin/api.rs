@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Admin, routes};
 use crate::deliver::LaneState;
+use crate::deliver::{ErrorKind, Fault};
 use crate::ingest::error;
 use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
 
@@ -126,6 +127,7 @@ fn dead_json(lane: &LaneState, d: &DeadEvent, last_status: Option<u16>) -> Value
         "attempts": d.attempts,
         "last_status": last_status,
         "last_error": d.last_error,
+        "last_error_kind": d.last_error_kind.name(),
         "died_at": rfc3339(d.died_at_ms),
     })
 }
@@ -250,6 +252,8 @@ fn attempt_json(a: &AttemptRecord) -> Value {
         "status": a.status,
         "latency_ms": a.latency_ms,
         "at": rfc3339(a.at_ms),
+        "kind": a.kind.map(ErrorKind::name),
+        "fault": a.kind.and_then(ErrorKind::fault).map(Fault::name),
         "error": a.error,
         "answer": String::from_utf8_lossy(&a.answer),
     })

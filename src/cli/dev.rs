@@ -62,7 +62,10 @@ pub async fn send_test(c: &Config, opts: SendTest) -> anyhow::Result<()> {
             "{url} answered {s}: {}",
             String::from_utf8_lossy(&attempt.answer)
         ),
-        None => bail!("{url}: {}", attempt.error.unwrap_or_default()),
+        None => match attempt.error {
+            Some(e) => bail!("{url}: {e}"),
+            None => bail!("{url}: no answer"),
+        },
     }
     if !attempt.delivered() {
         bail!("the gateway refused the test event");

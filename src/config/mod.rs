@@ -9,6 +9,7 @@ mod raw;
 mod route;
 pub mod secret;
 mod storage;
+mod telemetry;
 pub mod tls;
 mod toml_error;
 mod upstream;
@@ -23,6 +24,7 @@ use cx::Cx;
 pub use cx::{MAX_DELAY, MAX_SIZE, MAX_TIMEOUT, MAX_TTL};
 pub use route::{DedupOn, RateLimit, RetryPolicy, Route};
 pub use secret::{RedisUrl, Secret};
+pub use telemetry::TelemetryConfig;
 pub use tls::{TlsConfig, UpstreamTls};
 pub use upstream::Upstream;
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub routes: Vec<Route>,
+    /// OpenTelemetry traces; None = off.
+    pub telemetry: Option<TelemetryConfig>,
     /// Non-fatal findings (e.g. literal secrets), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -155,6 +159,7 @@ impl Config {
         let admin = admin(&mut cx, raw.admin)?;
         let storage = storage::storage(&mut cx, raw.storage)?;
         let routes = route::routes(&mut cx, raw.routes)?;
+        let telemetry = telemetry::telemetry(&cx, raw.telemetry)?;
         storage::check_visibility(&cx, &storage, &routes)?;
         check_inflight(&cx, &server, &routes)?;
         check_client_cert(&cx, &server, &routes)?;
@@ -164,6 +169,7 @@ impl Config {
             admin,
             storage,
             routes,
+            telemetry,
             warnings: cx.into_warnings(),
         })
     }

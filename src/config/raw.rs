@@ -16,6 +16,45 @@ pub struct RawConfig {
     pub storage: RawStorage,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`: OpenTelemetry traces; off without `otlp_endpoint`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` (`/v1/traces` is added to a bare URL).
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "d_service_name")]
+    pub service_name: String,
+    /// How often finished spans are sent in a batch.
+    #[serde(default = "d_export_interval")]
+    pub export_interval: String,
+    /// Finished spans held while waiting for export; past it new spans are dropped.
+    #[serde(default = "d_max_queued_spans")]
+    pub max_queued_spans: usize,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            otlp_endpoint: None,
+            service_name: d_service_name(),
+            export_interval: d_export_interval(),
+            max_queued_spans: d_max_queued_spans(),
+        }
+    }
+}
+
+fn d_service_name() -> String {
+    "hookgate".into()
+}
+fn d_export_interval() -> String {
+    "5s".into()
+}
+fn d_max_queued_spans() -> usize {
+    2048
 }
 
 /// `[server]`: the public listener.

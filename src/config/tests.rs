@@ -328,3 +328,26 @@ fn route_dedup_defaults_to_id_and_takes_id_plus_body() {
     );
     assert_refused(&bad, "route[0].dedup", "\"id+body\"");
 }
+
+#[test]
+fn telemetry_is_off_without_an_endpoint_and_validated_with_one() {
+    assert!(load(GOOD).unwrap().telemetry.is_none());
+    let on = format!("{GOOD}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+    let t = load(&on).unwrap().telemetry.expect("on");
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(
+        (t.export_interval, t.max_queued_spans),
+        (Duration::from_secs(5), 2048)
+    );
+    assert_eq!(t.service_name, "hookgate");
+    let bad = format!("{GOOD}[telemetry]\notlp_endpoint = \"localhost:4318\"\n");
+    assert_refused(
+        &bad,
+        "telemetry.otlp_endpoint",
+        "absolute http:// or https:// URL",
+    );
+    let slow = format!("{on}export_interval = \"2h\"\n");
+    assert_refused(&slow, "telemetry.export_interval", "over the limit");
+    let typo = format!("{GOOD}[telemetry]\notlp_endpont = \"http://c\"\n");
+    assert!(refused(&typo).contains("otlp_endpont"));
+}

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::error::Failure;
 use crate::queue::Job;
 use crate::verify::Scheme;
 
@@ -48,7 +49,7 @@ pub struct Attempt {
     /// First `ANSWER_CAPTURE` bytes of the answer body.
     pub answer: Bytes,
     /// Why it failed, when it did.
-    pub error: Option<String>,
+    pub error: Option<Failure>,
     pub retry_after: Option<Duration>,
 }
 
@@ -133,11 +134,12 @@ pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Durat
         retry_after: None,
     };
     match tokio::time::timeout(timeout, exchange(client, req, &mut a)).await {
-        Err(_) => a.error = Some(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => a.error = Some(e),
-        Ok(Ok(())) if !a.delivered() => {
-            a.error = a.status.map(|s| format!("upstream answered {s}"))
+        Err(_) => a.error = Some(Failure::timeout(timeout)),
+        // A non-2xx status says more than a broken body after it.
+        Ok(_) if a.status.is_some_and(|s| !s.is_success()) => {
+            a.error = a.status.map(Failure::status)
         }
+        Ok(Err(e)) => a.error = Some(e),
         Ok(Ok(())) => {}
     }
     a.latency = started.elapsed();
@@ -148,11 +150,11 @@ async fn exchange(
     client: &HttpClient,
     req: Request<Full<Bytes>>,
     a: &mut Attempt,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let resp = client
         .request(req)
         .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        .map_err(|e| Failure::request(&e))?;
     a.status = Some(resp.status());
     a.retry_after = resp
         .headers()
@@ -165,7 +167,7 @@ async fn exchange(
         let Some(frame) = body.frame().await else {
             break;
         };
-        let frame = frame.map_err(|e| format!("reading answer: {e}"))?;
+        let frame = frame.map_err(|e| Failure::body(&e))?;
         if let Some(data) = frame.data_ref() {
             seen += data.len();
             let room = ANSWER_CAPTURE.saturating_sub(kept.len());
@@ -174,18 +176,6 @@ async fn exchange(
     }
     a.answer = kept.freeze();
     Ok(())
-}
-
-/// `a: b: c` from an error and its sources (hyper's top-level messages alone say little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -214,6 +204,7 @@ mod tests {
             dedup_unavailable: true,
             event_type: None,
             upstream: None,
+            traceparent: None,
         };
         Job {
             seq: 1,

@@ -6,6 +6,7 @@
 //! the owner of the worker set bounds that with its deadline and aborts what is left, whose
 //! jobs stay unacknowledged in the queue and are delivered again (see `src/gateway.rs`).
 
+pub mod error;
 pub mod forward;
 pub mod known;
 pub mod lane;
@@ -21,10 +22,13 @@ use crate::config::{RetryPolicy, Route, Upstream};
 use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
+use crate::telemetry::{Telemetry, TraceSpan};
 use crate::verify::Scheme;
+pub use error::{ErrorKind, Failure, Fault};
 use forward::{Attempt, HttpClient};
 pub use known::KnownLanes;
 pub use lane::{LaneState, Lanes};
+use opentelemetry::KeyValue;
 use retry::Next;
 
 /// What every lane worker shares.
@@ -33,6 +37,8 @@ pub struct Shared {
     pub queue: Backend,
     pub client: HttpClient,
     pub metrics: Arc<Metrics>,
+    /// OpenTelemetry traces; None = off, and no span is built.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// One lane's delivery settings, prepared once.
@@ -122,18 +128,30 @@ impl LaneWorker {
     }
 
     async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
-        let req = forward::request(
+        let mut req = forward::request(
             &self.upstream.url,
             &job,
             self.resign.as_deref(),
             SystemTime::now(),
         );
+        let telemetry = self.shared.telemetry.as_ref();
+        let span = telemetry.map(|t| t.attempt_span(job.event.traceparent.as_deref()));
+        if let Some(s) = &span {
+            s.inject(req.headers_mut());
+        }
         let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
         let number = job.attempts + 1;
         let outcome = self.settle(&job, &attempt).await;
-        self.shared
-            .metrics
-            .delivery(&self.state.lane, outcome, attempt.latency.as_secs_f64());
+        if let Some(s) = span {
+            self.end_span(s, &job, &attempt, outcome);
+        }
+        let kind = attempt.error.as_ref().map(|f| f.kind);
+        self.shared.metrics.delivery(
+            &self.state.lane,
+            outcome,
+            kind,
+            attempt.latency.as_secs_f64(),
+        );
         self.record(&job, &attempt).await;
         tracing::info!(
             route = %self.state.route,
@@ -142,7 +160,8 @@ impl LaneWorker {
             attempt = number,
             status = attempt.status.map(|s| s.as_u16()).unwrap_or(0),
             outcome,
-            error = attempt.error.as_deref().unwrap_or(""),
+            kind = kind.map_or("", ErrorKind::name),
+            error = attempt.error.as_ref().map_or("", |f| f.detail.as_str()),
             latency_ms = attempt.latency.as_millis() as u64,
             "delivery"
         );
@@ -156,9 +175,13 @@ impl LaneWorker {
             return log_err(q.ack(job).await, "delivered");
         }
         self.state.failure();
-        let error = attempt.error.clone().unwrap_or_default();
+        let error = attempt
+            .error
+            .clone()
+            .unwrap_or_else(|| Failure::new(ErrorKind::Unknown, "no answer"));
         let status = attempt.status.map(|s| s.as_u16());
         let next = match status {
+            _ if !error.kind.retried() => Next::Dead,
             Some(s) if self.retry.no_retry_on.contains(&s) => Next::Dead,
             _ => retry::next(
                 &self.retry,
@@ -168,9 +191,48 @@ impl LaneWorker {
             ),
         };
         match next {
-            Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error).await, "retry"),
+            Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error.detail).await, "retry"),
             Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
         }
+    }
+
+    /// Ends the attempt's span (attribute names: docs/telemetry.md).
+    fn end_span(&self, span: TraceSpan, job: &Job, a: &Attempt, outcome: &'static str) {
+        let url = &self.upstream.url;
+        let mut attrs = vec![
+            KeyValue::new("hookgate.route", self.state.route.clone()),
+            KeyValue::new("hookgate.lane", self.state.lane.clone()),
+            KeyValue::new("hookgate.event_id", job.event.id.clone()),
+            KeyValue::new("hookgate.attempt", i64::from(job.attempts + 1)),
+            KeyValue::new("hookgate.outcome", outcome),
+            // Host and port only: a URL's userinfo or query may hold a credential.
+            KeyValue::new("server.address", url.host().unwrap_or("").to_owned()),
+            KeyValue::new("hookgate.latency_ms", a.latency.as_secs_f64() * 1000.0),
+        ];
+        if let Some(port) = url.port_u16() {
+            attrs.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        if let Some(name) = &self.upstream.name {
+            attrs.push(KeyValue::new("hookgate.upstream", name.clone()));
+        }
+        if let Some(s) = a.status {
+            attrs.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(s.as_u16()),
+            ));
+        }
+        if let Some(f) = &a.error {
+            attrs.push(KeyValue::new("error.type", f.kind.name()));
+            if let Some(fault) = f.kind.fault() {
+                attrs.push(KeyValue::new("hookgate.error.fault", fault.name()));
+            }
+        }
+        // A 2xx with a broken body is delivered: its kind is on record, the span is no error.
+        let failed = match &a.error {
+            Some(f) if !a.delivered() => Some(f.detail.clone()),
+            _ => None,
+        };
+        span.end(attrs, failed);
     }
 
     /// Appends the attempt to the lane's delivery history (best effort).
@@ -181,8 +243,9 @@ impl LaneWorker {
             status: a.status.map(|s| s.as_u16()),
             latency_ms: a.latency.as_millis() as u64,
             at_ms: unix_ms(SystemTime::now()),
-            error: a.error.clone(),
+            error: a.error.as_ref().map(|f| f.detail.clone()),
             answer: a.answer.clone(),
+            kind: a.error.as_ref().map(|f| f.kind),
         };
         if let Err(e) = self
             .shared

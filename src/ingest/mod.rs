@@ -32,7 +32,9 @@ use crate::dedup::Dedup;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Event};
 use crate::server::tls::PeerCert;
+use crate::telemetry::{Telemetry, TraceSpan};
 use crate::verify::{Unverified, Verified};
+use opentelemetry::KeyValue;
 
 /// Headers that describe one hop, not the event; never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -65,6 +67,8 @@ pub struct Ingress {
     pub tasks: TaskTracker,
     /// `server.max_inflight_body`: body bytes held in memory, all requests together.
     pub body_budget: body::Budget,
+    /// OpenTelemetry traces; None = off, and no span is built.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// A successful answer.
@@ -84,6 +88,11 @@ impl Ingress {
     ) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let mut log = LogFields::default();
+        let span = self
+            .telemetry
+            .as_ref()
+            .map(|t| t.ingest_span(req.headers()));
+        log.traceparent = span.as_ref().and_then(TraceSpan::traceparent);
         let result = self.pipeline(req, peer, &mut log).await;
         let route = log.route.as_deref().unwrap_or("-");
         let (resp, reason) = match result {
@@ -96,6 +105,9 @@ impl Ingress {
             }
         };
         self.metrics.request(route, resp.status().as_u16(), reason);
+        if let Some(span) = span {
+            end_span(span, &log, resp.status(), reason);
+        }
         tracing::info!(
             route,
             status = resp.status().as_u16(),
@@ -137,12 +149,19 @@ impl Ingress {
             query: parts.uri.query(),
             now: SystemTime::now(),
         };
-        let verified = route.cfg.scheme.verify(&unverified)?;
+        let verified = route
+            .cfg
+            .scheme
+            .verify(&unverified)
+            .map_err(IngestError::from);
+        log.verification = Some(verified.as_ref().map_or_else(IngestError::code, |_| "ok"));
+        let verified = verified?;
         log.id = Some(verified.id().to_owned());
         if let Some(answer) = verified.handshake() {
             return Ok(Answer::Handshake(answer.to_owned()));
         }
-        self.accept(&route, &parts.headers, body, verified).await
+        self.accept(&route, &parts.headers, body, verified, log)
+            .await
     }
 
     /// Allow-list, client certificate, then rate limit: the cheap checks before any body byte is read.
@@ -177,6 +196,7 @@ impl Ingress {
         headers: &HeaderMap,
         body: Bytes,
         v: Verified,
+        log: &mut LogFields,
     ) -> Result<Answer, IngestError> {
         let name = route.cfg.name.as_str();
         let keys = accept::keys(name, v.id(), route.cfg.dedup, &body);
@@ -189,13 +209,22 @@ impl Ingress {
             body,
             dedup_unavailable: false,
             upstream: None,
+            traceparent: log.traceparent.clone(),
         };
         let admission = Admission {
             route: name.to_owned(),
             keys,
             events: fan_out(&route.cfg, base),
         };
-        match self.admitter().admit(admission).await? {
+        let started = Instant::now();
+        let outcome = self.admitter().admit(admission).await;
+        log.admit_time = Some(started.elapsed());
+        log.dedup = Some(match &outcome {
+            Ok(Outcome::Accepted) => "accepted",
+            Ok(Outcome::Duplicate) => "duplicate",
+            Err(e) => e.code(),
+        });
+        match outcome? {
             Outcome::Accepted => Ok(Answer::Accepted(v.id().to_owned())),
             Outcome::Duplicate => Ok(Answer::Duplicate(v.id().to_owned())),
         }
@@ -211,10 +240,47 @@ impl Ingress {
     }
 }
 
+/// What the pipeline learned about a request, for its log line and its span.
 #[derive(Default)]
 struct LogFields {
     route: Option<String>,
     id: Option<String>,
+    /// `ok` or the verification failure's reason code; None when not reached.
+    verification: Option<&'static str>,
+    /// `accepted`, `duplicate` or the admission failure's reason code; None when not reached.
+    dedup: Option<&'static str>,
+    /// Dedup claim + durable enqueue (+ done), as the request waited for them.
+    admit_time: Option<Duration>,
+    /// The request span's context, stored with the event when telemetry is on.
+    traceparent: Option<String>,
+}
+
+/// Ends the request's span with what the pipeline learned (attribute names: docs/telemetry.md).
+fn end_span(span: TraceSpan, log: &LogFields, status: StatusCode, reason: &str) {
+    let mut attrs = vec![
+        KeyValue::new("http.request.method", "POST"),
+        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+        KeyValue::new("hookgate.reason", reason.to_owned()),
+    ];
+    let strings = [
+        ("hookgate.route", log.route.clone()),
+        ("hookgate.event_id", log.id.clone()),
+        ("hookgate.verification", log.verification.map(str::to_owned)),
+        ("hookgate.dedup", log.dedup.map(str::to_owned)),
+    ];
+    for (key, value) in strings {
+        if let Some(v) = value {
+            attrs.push(KeyValue::new(key, v));
+        }
+    }
+    if let Some(t) = log.admit_time {
+        attrs.push(KeyValue::new(
+            "hookgate.enqueue_ms",
+            t.as_secs_f64() * 1000.0,
+        ));
+    }
+    let failed = status.is_server_error().then(|| reason.to_owned());
+    span.end(attrs, failed);
 }
 
 /// The event type for `events` filters: the route's JSON pointer, else the scheme's own.

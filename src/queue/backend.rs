@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded, redis_stream};
+use crate::deliver::Failure;
 
 /// The queue backend chosen from config; cheap to clone (handles share one store).
 #[derive(Clone)]
@@ -79,7 +80,7 @@ impl Queue for Backend {
         each!(self, q => q.retry(job, at, error).await)
     }
 
-    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
         each!(self, q => q.dead_letter(job, error).await)
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 pub use backend::Backend;
 
+use crate::deliver::{ErrorKind, Failure};
 use crate::embedded::StorageError;
 
 /// Attempts kept per lane in the delivery history; older ones are dropped.
@@ -43,6 +44,10 @@ pub struct Event {
     /// Fan-out: which upstream of the route; None = the route's single upstream.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// W3C `traceparent` of the request's span, so delivery attempts continue its trace; None
+    /// with telemetry off. A trailing field of the job record (see `record.rs`).
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -78,10 +83,13 @@ pub struct DeadEvent {
     pub event: Event,
     /// Delivery attempts made, the last one included.
     pub attempts: u32,
-    /// Error of the last attempt.
+    /// Error of the last attempt, as text for operators.
     pub last_error: String,
     /// When it was dead-lettered, ms since the Unix epoch.
     pub died_at_ms: u64,
+    /// What kind of failure the last attempt was (a trailing field: see `record.rs`).
+    #[serde(skip)]
+    pub last_error_kind: ErrorKind,
 }
 
 /// One delivery attempt, as the delivery history keeps it.
@@ -97,10 +105,13 @@ pub struct AttemptRecord {
     pub latency_ms: u64,
     /// When the attempt started, ms since the Unix epoch.
     pub at_ms: u64,
-    /// Why it failed, if it did.
+    /// Why it failed, if it did, as text for operators.
     pub error: Option<String>,
     /// The first 4 KiB of the upstream's answer.
     pub answer: bytes::Bytes,
+    /// What kind of failure it was; None when delivered (a trailing field: see `record.rs`).
+    #[serde(skip)]
+    pub kind: Option<ErrorKind>,
 }
 
 /// Failure of a queue operation.
@@ -158,7 +169,7 @@ pub trait Queue: Send + Sync {
     fn dead_letter(
         &self,
         job: &Job,
-        error: &str,
+        error: &Failure,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Jobs of `lane` not yet acknowledged (queued, waiting for a retry, or leased).

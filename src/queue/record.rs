@@ -1,10 +1,17 @@
 //! On-disk encoding of queued jobs and dead letters.
 //!
 //! postcard: compact, driven by serde, and its wire format is stable across releases (1.x).
+//!
+//! Fields added after a record type was first written go *after* its serde fields, each an
+//! `Option`, as trailing fields: postcard cannot skip a missing field in the middle, but a record
+//! that ends early is one written before the field existed (and an older version reading a newer
+//! record ignores what follows its own fields).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{DeadEvent, Event, Job};
+use super::{AttemptRecord, DeadEvent, Event, Job};
+use crate::deliver::ErrorKind;
 
 /// A queued job as written. `due_ms` comes first so a restart can rebuild the schedule by
 /// decoding one varint per record instead of every event.
@@ -33,20 +40,24 @@ pub(super) fn encode_job(
     last_error: Option<&str>,
     event: &Event,
 ) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(&StoredRef {
+    let mut out = postcard::to_stdvec(&StoredRef {
         due_ms,
         attempts,
         last_error,
         event,
-    })
+    })?;
+    push_trailing(&mut out, event.traceparent.as_deref())?;
+    Ok(out)
 }
 
 /// Decodes a queued job read at `seq`.
 pub(super) fn decode_job(seq: u64, bytes: &[u8]) -> Result<Job, postcard::Error> {
-    let stored: Stored = postcard::from_bytes(bytes)?;
+    let (stored, rest) = postcard::take_from_bytes::<Stored>(bytes)?;
+    let mut event = stored.event;
+    event.traceparent = trailing::<String>(rest)?.0;
     Ok(Job {
         seq,
-        event: stored.event,
+        event,
         attempts: stored.attempts,
         last_error: stored.last_error,
     })
@@ -58,14 +69,61 @@ pub(super) fn due_of(bytes: &[u8]) -> Result<u64, postcard::Error> {
     Ok(due)
 }
 
-/// Encodes a dead letter.
+/// Encodes a dead letter; its error kind and its event's `traceparent` trail (a replay then
+/// continues the event's trace).
 pub(super) fn encode_dead(dead: &DeadEvent) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(dead)
+    let mut out = postcard::to_stdvec(dead)?;
+    push_trailing(&mut out, Some(dead.last_error_kind.name()))?;
+    push_trailing(&mut out, dead.event.traceparent.as_deref())?;
+    Ok(out)
 }
 
-/// Decodes a dead letter.
+/// Decodes a dead letter; one written without a kind gets the kind its text suggests.
 pub(super) fn decode_dead(bytes: &[u8]) -> Result<DeadEvent, postcard::Error> {
-    postcard::from_bytes(bytes)
+    let (mut dead, rest) = postcard::take_from_bytes::<DeadEvent>(bytes)?;
+    let (kind, rest) = trailing::<String>(rest)?;
+    dead.last_error_kind = match kind {
+        Some(name) => ErrorKind::from_name(&name),
+        None => ErrorKind::of_legacy(None, &dead.last_error),
+    };
+    dead.event.traceparent = trailing::<String>(rest)?.0;
+    Ok(dead)
+}
+
+/// Encodes a history line; its error kind trails.
+pub(super) fn encode_attempt(rec: &AttemptRecord) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = postcard::to_stdvec(rec)?;
+    push_trailing(&mut out, rec.kind.map(ErrorKind::name))?;
+    Ok(out)
+}
+
+/// Decodes a history line. A failed one written without a kind (a new one always has one)
+/// gets the kind its status or text suggests.
+pub(super) fn decode_attempt(bytes: &[u8]) -> Result<AttemptRecord, postcard::Error> {
+    let (mut rec, rest) = postcard::take_from_bytes::<AttemptRecord>(bytes)?;
+    rec.kind = match trailing::<String>(rest)?.0 {
+        Some(name) => Some(ErrorKind::from_name(&name)),
+        None => rec
+            .error
+            .as_deref()
+            .map(|e| ErrorKind::of_legacy(rec.status, e)),
+    };
+    Ok(rec)
+}
+
+/// Appends one optional trailing field.
+fn push_trailing<T: Serialize>(out: &mut Vec<u8>, field: Option<T>) -> Result<(), postcard::Error> {
+    out.extend_from_slice(&postcard::to_stdvec(&field)?);
+    Ok(())
+}
+
+/// Reads one optional trailing field and what follows it; `(None, [])` when the record ends
+/// before it (written by a version without the field).
+fn trailing<T: DeserializeOwned>(rest: &[u8]) -> Result<(Option<T>, &[u8]), postcard::Error> {
+    if rest.is_empty() {
+        return Ok((None, rest));
+    }
+    postcard::take_from_bytes::<Option<T>>(rest)
 }
 
 #[cfg(test)]
@@ -82,6 +140,7 @@ mod tests {
             dedup_unavailable: true,
             event_type: Some("invoice.paid".into()),
             upstream: Some("billing".into()),
+            traceparent: None,
         }
     }
 
@@ -96,16 +155,98 @@ mod tests {
     }
 
     #[test]
-    fn dead_round_trips() {
+    fn a_job_keeps_its_traceparent_and_an_old_job_has_none() {
+        let mut ev = event();
+        ev.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let job = decode_job(1, &encode_job(5, 0, None, &ev).unwrap()).unwrap();
+        assert_eq!(job.event, ev);
+        // A record written before the field: the serde fields alone.
+        let old = postcard::to_stdvec(&StoredRef {
+            due_ms: 5,
+            attempts: 1,
+            last_error: Some("x"),
+            event: &ev,
+        })
+        .unwrap();
+        let job = decode_job(1, &old).unwrap();
+        assert_eq!((job.event.traceparent, job.attempts), (None, 1));
+        assert_eq!(due_of(&old).unwrap(), 5);
+    }
+
+    #[test]
+    fn dead_round_trips_with_its_kind_and_traceparent() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let dead = DeadEvent {
+            seq: 3,
+            event: Event {
+                traceparent: Some(traceparent.into()),
+                ..event()
+            },
+            attempts: 5,
+            last_error: "request failed: refused".into(),
+            died_at_ms: 42,
+            last_error_kind: ErrorKind::Connect,
+        };
+        let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
+        assert_eq!((back.seq, back.attempts, back.died_at_ms), (3, 5, 42));
+        assert_eq!(
+            (&back.event, &back.last_error),
+            (&dead.event, &dead.last_error)
+        );
+        assert_eq!(back.last_error_kind, ErrorKind::Connect);
+    }
+
+    /// A dead letter written before kinds existed: the serde fields alone.
+    #[test]
+    fn dead_without_a_kind_still_decodes() {
         let dead = DeadEvent {
             seq: 3,
             event: event(),
             attempts: 5,
-            last_error: "timeout".into(),
+            last_error: "timed out after 30s".into(),
             died_at_ms: 42,
+            last_error_kind: ErrorKind::Unknown,
         };
-        let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
-        assert_eq!((back.seq, back.attempts, back.died_at_ms), (3, 5, 42));
-        assert_eq!((back.event, back.last_error), (event(), dead.last_error));
+        let old = postcard::to_stdvec(&dead).unwrap();
+        let back = decode_dead(&old).unwrap();
+        assert_eq!((back.seq, back.last_error_kind), (3, ErrorKind::Timeout));
+        let mut text = dead.clone();
+        text.last_error = "request failed: x".into();
+        let back = decode_dead(&postcard::to_stdvec(&text).unwrap()).unwrap();
+        assert_eq!(back.last_error_kind, ErrorKind::Unknown);
+    }
+
+    fn attempt(kind: Option<ErrorKind>) -> AttemptRecord {
+        AttemptRecord {
+            event_id: "evt_1".into(),
+            attempt: 2,
+            status: Some(503),
+            latency_ms: 7,
+            at_ms: 1_700_000_000_000,
+            error: kind.map(|_| "upstream answered 503".into()),
+            answer: bytes::Bytes::from_static(b"busy"),
+            kind,
+        }
+    }
+
+    #[test]
+    fn attempts_round_trip_with_their_kind() {
+        for kind in [None, Some(ErrorKind::Tls), Some(ErrorKind::Status5xx)] {
+            let rec = attempt(kind);
+            assert_eq!(decode_attempt(&encode_attempt(&rec).unwrap()).unwrap(), rec);
+        }
+    }
+
+    /// History lines written before kinds existed take theirs from the stored status.
+    #[test]
+    fn attempts_without_a_kind_still_decode() {
+        let rec = attempt(Some(ErrorKind::Unknown));
+        let back = decode_attempt(&postcard::to_stdvec(&rec).unwrap()).unwrap();
+        assert_eq!(back.kind, Some(ErrorKind::Status5xx));
+        let ok = attempt(None);
+        assert_eq!(
+            decode_attempt(&postcard::to_stdvec(&ok).unwrap()).unwrap(),
+            ok
+        );
     }
 }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use crate::deliver::Failure;
 use crate::embedded::{now_ms, to_ms};
 use crate::redis_conn::{Conn, Redis, RedisError};
 use ids::{id_of, seq_of};
@@ -192,14 +193,15 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
         let keys = self.keys_of(&job.event.lane(), &job.event.id);
         let dead = DeadEvent {
             seq: job.seq,
             event: job.event.clone(),
             attempts: job.attempts + 1,
-            last_error: error.to_owned(),
+            last_error: error.detail.clone(),
             died_at_ms: now_ms(),
+            last_error_kind: error.kind,
         };
         let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
         let mut pipe = redis::pipe();

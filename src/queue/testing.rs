@@ -16,6 +16,7 @@ pub(crate) fn event(route: &str, id: &str) -> Event {
         dedup_unavailable: false,
         event_type: None,
         upstream: None,
+        traceparent: None,
     }
 }
 
@@ -29,6 +30,7 @@ pub(crate) fn attempt(id: &str, n: u32) -> AttemptRecord {
         at_ms: now_ms(),
         error: Some("upstream answered 503".into()),
         answer: bytes::Bytes::from_static(b"busy"),
+        kind: Some(crate::deliver::ErrorKind::Status5xx),
     }
 }
 
@@ -57,7 +59,12 @@ pub(crate) async fn stored_lanes_finds_queued_retrying_and_dead(q: &impl Queue) 
     q.retry(&job, at, "503").await.unwrap();
     q.enqueue(event("dead", "c")).await.unwrap();
     let job = recv(q, "dead").await;
-    q.dead_letter(&job, "gone").await.unwrap();
+    q.dead_letter(
+        &job,
+        &crate::deliver::Failure::new(crate::deliver::ErrorKind::Timeout, "gone"),
+    )
+    .await
+    .unwrap();
     let lanes = q.stored_lanes().await.unwrap();
     for lane in ["queued", "later", "dead"] {
         assert!(lanes.iter().any(|l| l == lane), "{lane} missing: {lanes:?}");

@@ -104,6 +104,13 @@ fn check_refuses_every_config_hole_with_64_naming_the_key() {
     refused(
         d,
         &good,
+        |t| format!("{t}\n[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n"),
+        "telemetry.otlp_endpoint",
+        None,
+    );
+    refused(
+        d,
+        &good,
         route_key("forward_secret = \"hunter2!\""),
         "route[0].forward_secret",
         Some("hunter2"),

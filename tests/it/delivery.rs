@@ -39,7 +39,9 @@ async fn exhausted_events_go_to_the_dead_letter_store(store: Store) {
     );
     let metrics = gw.metrics().await;
     assert!(
-        metrics.contains(r#"hookgate_deliveries_total{route="stripe",outcome="dead"} 1"#),
+        metrics.contains(
+            r#"hookgate_deliveries_total{route="stripe",outcome="dead",kind="status_5xx"} 1"#
+        ),
         "{metrics}"
     );
     assert!(

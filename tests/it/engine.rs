@@ -59,6 +59,7 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged(store: Store) {
         first["last_error"].as_str().unwrap().contains("503"),
         "{first}"
     );
+    assert_eq!(first["last_error_kind"], "status_5xx", "{first}");
 
     let one = get(&gw, "/admin/dlq/stripe/evt_dlq_a").await;
     let tries = one["attempts_detail"].as_array().unwrap();
@@ -114,8 +115,21 @@ async fn delivery_history_keeps_status_latency_and_answer(store: Store) {
     );
     assert_eq!(rows[0]["answer"], "ok");
     assert_eq!(
+        (&rows[0]["kind"], &rows[0]["error"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
         (rows[1]["attempt"].as_u64(), rows[1]["status"].as_u64()),
         (Some(1), Some(503))
+    );
+    assert_eq!(
+        (&rows[1]["kind"], &rows[1]["fault"]),
+        (&"status_5xx".into(), &"upstream".into())
+    );
+    assert!(
+        rows[1]["error"].as_str().unwrap().contains("503"),
+        "{}",
+        rows[1]
     );
     assert_eq!(rows[1]["answer"], "sink says no");
     assert!(rows[0]["latency_ms"].is_u64());
@@ -328,12 +342,16 @@ async fn cli_talks_to_the_admin_api(store: Store) {
     };
     let list = tokio::task::block_in_place(|| run(&["dlq", "list", "--route", "stripe"]));
     assert!(list.contains("evt_cli") && list.contains("503"), "{list}");
+    assert!(list.contains("status_5xx"), "{list}");
     let show = tokio::task::block_in_place(|| {
         run(&["dlq", "show", "--route", "stripe", "--id", "evt_cli"])
     });
     assert!(show.contains("sink says no"), "{show}");
     let hist = tokio::task::block_in_place(|| run(&["deliveries", "--route", "stripe"]));
-    assert!(hist.contains("evt_cli"), "{hist}");
+    assert!(
+        hist.contains("evt_cli") && hist.contains("status_5xx"),
+        "{hist}"
+    );
     sink.fail_first.store(0, Ordering::SeqCst);
     let replay =
         tokio::task::block_in_place(|| run(&["dlq", "replay", "--route", "stripe", "--all"]));
@@ -375,6 +393,13 @@ async fn https_upstream_with_an_unknown_ca_is_retried_not_delivered(store: Store
             .to_lowercase()
             .contains("certificate"),
         "{one}"
+    );
+    assert_eq!(one["last_error_kind"], "tls", "{one}");
+    let rows = get(&gw, "/admin/deliveries?route=stripe").await["deliveries"].clone();
+    assert_eq!(
+        (&rows[0]["kind"], &rows[0]["status"]),
+        (&"tls".into(), &Value::Null),
+        "{rows}"
     );
     assert_eq!(sink.hits.load(Ordering::SeqCst), 0);
     gw.finish().await;

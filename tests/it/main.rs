@@ -20,3 +20,4 @@ mod replicas;
 mod request_path;
 mod schemes;
 mod support;
+mod telemetry;

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 mod backend;
 mod cluster;
+pub mod otlp;
 pub use backend::*;
 pub use cluster::*;
 

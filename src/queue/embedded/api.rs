@@ -8,6 +8,7 @@ use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
 use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use crate::deliver::Failure;
 use crate::embedded::{Durable, QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
 use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
@@ -98,13 +99,14 @@ impl Queue for EmbeddedQueue {
         Ok(self.write_then(Durable::Later, write, after).await?)
     }
 
-    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
+    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
         let dead = DeadEvent {
             seq: self.next_seq(),
             event: job.event.clone(),
             attempts: job.attempts + 1,
-            last_error: error.to_owned(),
+            last_error: error.detail.clone(),
             died_at_ms: now_ms(),
+            last_error_kind: error.kind,
         };
         Ok(self.move_to_dead(job, dead).await?)
     }

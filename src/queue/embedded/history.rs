@@ -13,7 +13,7 @@ use redb::WriteTransaction;
 
 use super::EmbeddedQueue;
 use crate::embedded::{Db, Durable, HISTORY, StorageError};
-use crate::queue::{AttemptRecord, HISTORY_MAX};
+use crate::queue::{AttemptRecord, HISTORY_MAX, record};
 
 /// How long a line may wait for another write before it is written on its own.
 const FLUSH_AFTER: Duration = Duration::from_millis(500);
@@ -94,7 +94,9 @@ impl EmbeddedQueue {
             None => self.ring(lane)?.into_keys().max().map_or(0, |n| n + 1),
         };
         state.next.insert(lane.to_owned(), n + 1);
-        let bytes = postcard::to_stdvec(&(n, &rec))?;
+        // The line's number, then the record: what `postcard` writes for `(n, rec)`.
+        let mut bytes = postcard::to_stdvec(&n)?;
+        bytes.extend_from_slice(&record::encode_attempt(&rec)?);
         let lane = lane.to_owned();
         state.pending.push(Line {
             lane,
@@ -158,7 +160,8 @@ impl EmbeddedQueue {
         let mut out = BTreeMap::new();
         for entry in table.range((lane, 0)..=(lane, u32::MAX))? {
             let (_, bytes) = entry?;
-            let (n, rec): (u64, AttemptRecord) = postcard::from_bytes(bytes.value())?;
+            let (n, rest) = postcard::take_from_bytes::<u64>(bytes.value())?;
+            let rec = record::decode_attempt(rest)?;
             out.insert(n, rec);
         }
         Ok(out)

@@ -197,6 +197,7 @@ async fn a_refused_ack_hands_the_job_back_once_storage_works() {
 fn fanned(route: &str, id: &str, upstream: &str) -> Event {
     Event {
         upstream: Some(upstream.into()),
+        traceparent: None,
         ..event(route, id)
     }
 }

@@ -91,7 +91,7 @@ impl RedisQueue {
         keys: &Keys,
         rec: &AttemptRecord,
     ) -> Result<(), RedisError> {
-        let bytes = postcard::to_stdvec(rec)?;
+        let bytes = record::encode_attempt(rec)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("LPUSH")
@@ -128,7 +128,7 @@ impl RedisQueue {
         let raws: Vec<Vec<u8>> = self.redis.query(&range).await?;
         let mut out = Vec::new();
         for raw in raws {
-            let rec: AttemptRecord = postcard::from_bytes(&raw)?;
+            let rec = record::decode_attempt(&raw)?;
             if event_id.is_none_or(|id| rec.event_id == id) {
                 out.push(rec);
             }

@@ -75,6 +75,7 @@ async fn enqueue_all_fills_every_lane_of_a_fan_out() {
     let q = queue(&r);
     let lanes = ["a", "b"].map(|u| Event {
         upstream: Some(u.into()),
+        traceparent: None,
         ..event("r", "e")
     });
     let seqs = q.enqueue_all(lanes.to_vec()).await.unwrap();

@@ -1,12 +1,15 @@
 //! Dead letters: newest first, by id, replay and purge.
 
 use super::*;
+use crate::deliver::{ErrorKind, Failure};
 
 /// Enqueues `id` on `lane` "r", leases it and dead-letters it.
 async fn kill(q: &EmbeddedQueue, id: &str, error: &str) -> Job {
     q.enqueue(event("r", id)).await.unwrap();
     let job = recv(q, "r").await;
-    q.dead_letter(&job, error).await.unwrap();
+    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, error))
+        .await
+        .unwrap();
     job
 }
 
@@ -96,12 +99,15 @@ async fn dead_letters_of_other_lanes_are_untouched() {
     kill(&q, "a", "x").await;
     q.enqueue(Event {
         upstream: Some("u".into()),
+        traceparent: None,
         ..event("r", "a")
     })
     .await
     .unwrap();
     let job = recv(&q, "r/u").await;
-    q.dead_letter(&job, "y").await.unwrap();
+    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, "y"))
+        .await
+        .unwrap();
     assert_eq!(q.purge_all("r").await.unwrap(), 1);
     let other = q.dead_by_id("r/u", "a").await.unwrap().expect("kept");
     assert_eq!(other.last_error, "y");

@@ -1,13 +1,16 @@
 //! Dead letters, history and age in Redis.
 
 use super::*;
+use crate::deliver::{ErrorKind, Failure};
 use crate::queue::HISTORY_MAX;
 
 /// Enqueues `id` on lane "r", leases it and dead-letters it.
 async fn kill(q: &RedisQueue, id: &str, error: &str) {
     q.enqueue(event("r", id)).await.unwrap();
     let job = recv(q, "r").await;
-    q.dead_letter(&job, error).await.unwrap();
+    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, error))
+        .await
+        .unwrap();
     // Distinct death times, so "newest first" is well defined.
     tokio::time::sleep(Duration::from_millis(3)).await;
 }

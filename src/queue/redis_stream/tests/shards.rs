@@ -56,7 +56,8 @@ async fn every_shard_is_read_and_whole_lane_reads_merge_them() {
     );
     q.ack(&again).await.unwrap();
     for job in &rest[..10] {
-        q.dead_letter(job, "gone").await.unwrap();
+        let gone = crate::deliver::Failure::new(crate::deliver::ErrorKind::Timeout, "gone");
+        q.dead_letter(job, &gone).await.unwrap();
         q.record_attempt("r", attempt(&job.event.id, 1))
             .await
             .unwrap();
