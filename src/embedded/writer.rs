@@ -30,6 +30,14 @@ mod recover;
 const MAX_BATCH: usize = 1024;
 /// Longest time a `Durable::Later` write stays without an fsync.
 pub(crate) const MAX_UNSYNCED: Duration = Duration::from_millis(100);
+/// After a commit failed on the file (a full disk), every commit is fsync'd for this long.
+///
+/// redb reuses the pages a transaction frees only once a durable commit follows, and a
+/// non-durable commit allocates fresh pages for everything it rewrites. On a full disk, unsynced
+/// acknowledgements would then fail for want of the very pages they free, be undone by the
+/// reopen, and be redelivered; fsync'd, each commit makes the space freed before it reusable, so
+/// a draining queue gives its room back to new events.
+const SYNC_ALL_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// When a write must be on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +134,8 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
     };
     // When the first commit not yet fsync'd was made.
     let mut unsynced: Option<Instant> = None;
+    // Until when every commit is fsync'd (see `SYNC_ALL_AFTER_FAILURE`).
+    let mut sync_all_until: Option<Instant> = None;
     loop {
         let next = match unsynced {
             None => rt.block_on(rx.recv()).map(Some),
@@ -141,7 +151,8 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
         let mut batch = first.map(|op| drain(op, &mut rx)).unwrap_or_default();
         let now = batch.is_empty()
             || batch.iter().any(|op| op.durable() == Durable::Now)
-            || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED);
+            || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
+            || sync_all_until.is_some_and(|until| Instant::now() < until);
         let result = commit(slot, &mut batch, now);
         match &result {
             Ok(()) => {
@@ -171,8 +182,11 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
         for op in batch {
             op.finish(result.clone());
         }
-        if failed && !recover::run(slot, &mut rx) {
-            break;
+        if failed {
+            if !recover::run(slot, &mut rx) {
+                break;
+            }
+            sync_all_until = Some(Instant::now() + SYNC_ALL_AFTER_FAILURE);
         }
     }
     if unsynced.is_some() {
