@@ -18,6 +18,7 @@ use crate::deliver::Lanes;
 use crate::ingest::error::json;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Queue};
+use crate::server::acme::CertResolver;
 
 /// What the admin endpoints read and act on.
 pub struct Admin {
@@ -29,6 +30,8 @@ pub struct Admin {
     pub routes: Vec<String>,
     /// Turns true when shutdown starts, so `/readyz` tells load balancers to stop sending.
     pub shutdown: watch::Receiver<bool>,
+    /// With `server.tls.acme`: until it holds a certificate the ingress refuses TLS.
+    pub certificate: Option<Arc<CertResolver>>,
 }
 
 impl Admin {
@@ -56,9 +59,18 @@ impl Admin {
         }
     }
 
-    /// 200 while events can be stored; 503 with the reason while storage is failing.
+    /// 200 while events can be stored; 503 with the reason while storage is failing, or while
+    /// the ACME certificate is yet to be issued.
     async fn readiness(&self) -> Response<Full<Bytes>> {
-        match self.queue.ready().await {
+        let no_cert = self
+            .certificate
+            .as_ref()
+            .is_some_and(|c| !c.has_certificate());
+        let ready = match no_cert {
+            true => Err("no_certificate"),
+            false => self.queue.ready().await,
+        };
+        match ready {
             Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
             Err(reason) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
