@@ -315,7 +315,7 @@ impl Acme {
                 };
                 let (account, credentials) = builder.create(&new, directory.clone(), None).await?;
                 self.store.save_account(directory, credentials)?;
-                tracing::info!(directory = %directory, "ACME account created");
+                tracing::info!(directory = %directory, "ACME account created (agreeing to the ACME server's terms of service)");
                 account
             }
         };
