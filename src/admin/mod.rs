@@ -60,15 +60,18 @@ impl Admin {
     }
 
     /// 200 while events can be stored; 503 with the reason while storage is failing, or while
-    /// the ACME certificate is yet to be issued.
+    /// the ACME certificate is yet to be issued (or has expired).
     async fn readiness(&self) -> Response<Full<Bytes>> {
-        let no_cert = self
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let cert = self
             .certificate
             .as_ref()
-            .is_some_and(|c| !c.has_certificate());
-        let ready = match no_cert {
-            true => Err("no_certificate"),
-            false => self.queue.ready().await,
+            .map_or(Ok(()), |c| c.readiness(now));
+        let ready = match cert {
+            Ok(()) => self.queue.ready().await,
+            Err(reason) => Err(reason),
         };
         match ready {
             Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),

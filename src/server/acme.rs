@@ -213,14 +213,18 @@ impl Acme {
     }
 
     fn log_failure(&mut self, e: &AcmeError, retry_in: Duration) {
-        if matches!(e, AcmeError::Protocol(_)) {
-            // The server may have forgotten the account, or the connection broke: start afresh.
-            self.account = None;
-        }
         let (kind, detail) = match e {
             AcmeError::Problem { kind, detail, .. } => (kind.as_str(), detail.as_str()),
             _ => ("", ""),
         };
+        if kind.ends_with(":accountDoesNotExist") {
+            // The server forgot the account (a reset staging or test CA): make a new one.
+            self.store.forget_account();
+        }
+        if matches!(e, AcmeError::Protocol(_) | AcmeError::Problem { .. }) {
+            // The next attempt fetches the directory and the account afresh.
+            self.account = None;
+        }
         if self.resolver.has_certificate() {
             tracing::warn!(error = %e, problem_type = kind, problem_detail = detail, ?retry_in, "ACME renewal failed; the current certificate stays");
         } else {
@@ -230,7 +234,7 @@ impl Acme {
 
     fn install(&mut self, issued: Issued) {
         self.validity = Some((issued.not_before, issued.not_after));
-        self.resolver.install(issued.key);
+        self.resolver.install(issued.key, issued.not_after);
     }
 
     /// Zero when there is no certificate or it is due for renewal.
@@ -255,8 +259,8 @@ impl Acme {
             .map(Identifier::Dns)
             .collect();
         let mut order = account.new_order(&NewOrder::new(&ids)).await?;
-        let challenges = Challenges::new(self.resolver.clone());
-        self.authorize(&mut order, &challenges).await?;
+        let mut challenges = Challenges::new(self.resolver.clone());
+        self.authorize(&mut order, &mut challenges).await?;
         let status = order.poll_ready(&polling()).await?;
         drop(challenges);
         if status != OrderStatus::Ready {
@@ -276,7 +280,11 @@ impl Acme {
     }
 
     /// Answers each pending authorization's TLS-ALPN-01 challenge and tells the server to look.
-    async fn authorize(&self, order: &mut Order, answers: &Challenges) -> Result<(), AcmeError> {
+    async fn authorize(
+        &self,
+        order: &mut Order,
+        answers: &mut Challenges,
+    ) -> Result<(), AcmeError> {
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz?;
@@ -328,30 +336,29 @@ impl Acme {
 /// (also when the order is abandoned half-way).
 struct Challenges {
     resolver: Arc<CertResolver>,
-    domains: std::sync::Mutex<Vec<String>>,
+    domains: Vec<String>,
 }
 
 impl Challenges {
     fn new(resolver: Arc<CertResolver>) -> Challenges {
         Challenges {
             resolver,
-            domains: Default::default(),
+            domains: Vec::new(),
         }
     }
 
-    fn set(&self, domain: &str, cert: Arc<CertifiedKey>) {
+    fn set(&mut self, domain: &str, cert: Arc<CertifiedKey>) {
         self.resolver.set_challenge(domain, cert);
-        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
-        domains.push(domain.to_string());
+        self.domains.push(domain.to_string());
     }
 }
 
 impl Drop for Challenges {
     fn drop(&mut self) {
-        let domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
-        domains
+        let resolver = &self.resolver;
+        self.domains
             .iter()
-            .for_each(|d| self.resolver.clear_challenge(d));
+            .for_each(|d| resolver.clear_challenge(d));
     }
 }
 

@@ -4,6 +4,7 @@
 //! certificate resolved → a `handshake_failure` alert), which is a clean "not yet" for clients.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -17,13 +18,17 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 #[derive(Debug, Default)]
 pub struct CertResolver {
     issued: ArcSwapOption<CertifiedKey>,
+    /// The issued certificate's notAfter, Unix seconds.
+    not_after: AtomicI64,
     /// SNI (lower case) → challenge certificate; entries live while an order validates.
     challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertResolver {
-    /// Puts `cert` in force for the next handshakes; open connections keep theirs.
-    pub fn install(&self, cert: Arc<CertifiedKey>) {
+    /// Puts `cert` (valid until `not_after`, Unix seconds) in force for the next handshakes;
+    /// open connections keep theirs.
+    pub fn install(&self, cert: Arc<CertifiedKey>, not_after: i64) {
+        self.not_after.store(not_after, Ordering::Relaxed);
         self.issued.store(Some(cert));
     }
 
@@ -32,9 +37,15 @@ impl CertResolver {
         self.issued.load().is_some()
     }
 
-    /// The issued certificate in force.
-    pub fn issued(&self) -> Option<Arc<CertifiedKey>> {
-        self.issued.load_full()
+    /// For `/readyz`: whether senders can complete a handshake they trust, else why not.
+    pub fn readiness(&self, now_unix: i64) -> Result<(), &'static str> {
+        match self.has_certificate() {
+            false => Err("no_certificate"),
+            true if self.not_after.load(Ordering::Relaxed) <= now_unix => {
+                Err("certificate_expired")
+            }
+            true => Ok(()),
+        }
     }
 
     /// Answers TLS-ALPN-01 for `domain` with `cert` until `clear_challenge`.

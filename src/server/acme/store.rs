@@ -122,6 +122,11 @@ impl Store {
         (stored.directory == directory).then_some(stored.credentials)
     }
 
+    /// Drops the stored account, so the next attempt creates one.
+    pub fn forget_account(&self) {
+        let _ = std::fs::remove_file(self.dir.join("account.json"));
+    }
+
     /// Keeps the account's credentials (they hold its private key).
     pub fn save_account(
         &self,

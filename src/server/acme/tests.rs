@@ -66,3 +66,13 @@ fn a_problem_document_keeps_type_and_detail() {
         "{text}"
     );
 }
+
+#[test]
+fn readiness_needs_an_unexpired_certificate() {
+    let resolver = CertResolver::default();
+    assert_eq!(resolver.readiness(1_000), Err("no_certificate"));
+    let cert = challenge_cert("hooks.example.com", &[1u8; 32]).unwrap();
+    resolver.install(cert, 2_000);
+    assert_eq!(resolver.readiness(1_000), Ok(()));
+    assert_eq!(resolver.readiness(2_000), Err("certificate_expired"));
+}
