@@ -1,3 +1,4 @@
+use super::order::challenge_cert;
 use super::*;
 
 fn acme_with_validity(not_before: i64, not_after: i64) -> Acme {
