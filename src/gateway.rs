@@ -39,6 +39,8 @@ struct Base {
     admissions: TaskTracker,
     known: deliver::KnownLanes,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// With `server.tls.acme`: the ingress certificate, for `/readyz`.
+    certificate: Option<Arc<server::acme::CertResolver>>,
 }
 
 impl Base {
@@ -73,6 +75,7 @@ impl Base {
             lanes,
             routes: config.routes.iter().map(|r| r.name.clone()).collect(),
             shutdown: self.shutdown.clone(),
+            certificate: self.certificate.clone(),
         }
     }
 }
@@ -84,9 +87,14 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
-    let tls = match &config.server.tls {
-        Some(t) => Some(Arc::new(Reloadable::new(tls::server_config(t)?))),
-        None => None,
+    let acme = config.server.tls.as_ref().and_then(|t| t.acme.as_ref());
+    let acme = acme.map(server::acme::Acme::new);
+    let tls = match (&config.server.tls, &acme) {
+        (Some(_), Some(a)) => Some(Arc::new(Reloadable::new(
+            a.server_config().map_err(tls::TlsError::from)?,
+        ))),
+        (Some(t), None) => Some(Arc::new(Reloadable::new(tls::server_config(t)?))),
+        (None, _) => None,
     };
     let Storage {
         queue,
@@ -113,6 +121,7 @@ pub async fn run(
         admissions: TaskTracker::new(),
         known: deliver::KnownLanes::default(),
         telemetry: crate::telemetry::start(config.telemetry.as_ref())?,
+        certificate: acme.as_ref().map(|a| a.resolver()),
     };
     note_cert_expiry(&base.metrics, &config);
     let configured = Arc::new(base.known.lanes(&config.routes));
@@ -123,6 +132,9 @@ pub async fn run(
     tasks.push(admin_task);
     tasks.push(ingress_task);
     tasks.push(spawn_housekeeping(ingress.clone(), shutdown.clone()));
+    if let Some(acme) = acme {
+        tasks.push(acme.spawn(base.metrics.clone(), shutdown.clone()));
+    }
     // Listing the stored lanes may take a while (a SCAN on Redis): ingress is already up.
     let mut delivery = Delivery::start(&config, &base).await;
     admin.store(Arc::new(base.admin(&config, delivery.lanes.clone())));
@@ -176,7 +188,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Publishes the ingress certificate's notAfter (read after `server_config` made or loaded it).
+/// Publishes the ingress certificate's notAfter (read after `server_config` made or loaded it;
+/// under ACME the stored one, which the ACME task also publishes after each renewal).
 fn note_cert_expiry(metrics: &metrics::Metrics, config: &Config) {
     let tls = config.server.tls.as_ref();
     if let Some(not_after) = tls.and_then(|t| crate::config::tls::cert_not_after(&t.cert)) {
@@ -269,7 +282,10 @@ fn reload(current: &Config, next: &Config, tls: Option<&Reloadable>) -> bool {
         );
         return false;
     }
-    if let (Some(swap), Some(t)) = (tls, &next.server.tls) {
+    // Under ACME the resolver is the certificate's owner: nothing to swap here.
+    if let (Some(swap), Some(t)) = (tls, &next.server.tls)
+        && t.acme.is_none()
+    {
         match tls::server_config(t) {
             Ok(cfg) => swap.replace(cfg),
             Err(e) => {
@@ -291,6 +307,7 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
             "server.tls",
             a.server.tls.is_some() != b.server.tls.is_some(),
         ),
+        ("server.tls.acme", acme(a) != acme(b)),
         (
             "server.max_connections",
             a.server.max_connections != b.server.max_connections,
@@ -337,6 +354,10 @@ fn fixed_changes(a: &Config, b: &Config) -> Vec<&'static str> {
         .filter(|(_, changed)| *changed)
         .map(|(k, _)| k)
         .collect()
+}
+
+fn acme(c: &Config) -> Option<&crate::config::acme::AcmeConfig> {
+    c.server.tls.as_ref().and_then(|t| t.acme.as_ref())
 }
 
 /// Periodically trims per-IP rate-limit state of the routes in force.

@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! - `config`   — TOML → validated, typed `Config` (secrets resolved, durations parsed)
-//! - `server`   — accept loop, connection limits and deadlines, TLS, graceful drain
+//! - `server`   — accept loop, connection limits and deadlines, TLS (files or ACME), graceful drain
 //! - `ingest`   — the pipeline for one request (README.md, "What happens to a request"), and its error → status mapping
 //! - `verify`   — the `Scheme` seam: provider signature schemes (`Unverified` → `Verified`)
 //! - `dedup`    — the `Store` seam: two-phase claim → done | release

@@ -18,6 +18,7 @@ use crate::deliver::Lanes;
 use crate::ingest::error::json;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Queue};
+use crate::server::acme::CertResolver;
 
 /// What the admin endpoints read and act on.
 pub struct Admin {
@@ -29,6 +30,8 @@ pub struct Admin {
     pub routes: Vec<String>,
     /// Turns true when shutdown starts, so `/readyz` tells load balancers to stop sending.
     pub shutdown: watch::Receiver<bool>,
+    /// With `server.tls.acme`: until it holds a certificate the ingress refuses TLS.
+    pub certificate: Option<Arc<CertResolver>>,
 }
 
 impl Admin {
@@ -56,9 +59,21 @@ impl Admin {
         }
     }
 
-    /// 200 while events can be stored; 503 with the reason while storage is failing.
+    /// 200 while events can be stored; 503 with the reason while storage is failing, or while
+    /// the ACME certificate is yet to be issued (or has expired).
     async fn readiness(&self) -> Response<Full<Bytes>> {
-        match self.queue.ready().await {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let cert = self
+            .certificate
+            .as_ref()
+            .map_or(Ok(()), |c| c.readiness(now));
+        let ready = match cert {
+            Ok(()) => self.queue.ready().await,
+            Err(reason) => Err(reason),
+        };
+        match ready {
             Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
             Err(reason) => json(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@
 //! Relative paths (certificates, data directory, `file:` secrets) are resolved against the config
 //! file's directory, so the gateway behaves the same whatever directory it is started from.
 
+pub mod acme;
 mod cx;
 mod raw;
 mod route;
@@ -155,7 +156,8 @@ impl Config {
         })?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut cx = Cx::new(file, base);
-        let server = server(&mut cx, raw.server)?;
+        let data = cx.path(&raw.storage.path);
+        let server = server(&mut cx, raw.server, data)?;
         let admin = admin(&mut cx, raw.admin)?;
         let storage = storage::storage(&mut cx, raw.storage)?;
         let routes = route::routes(&mut cx, raw.routes)?;
@@ -175,9 +177,9 @@ impl Config {
     }
 }
 
-fn server(cx: &mut Cx, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
+fn server(cx: &mut Cx, raw: raw::RawServer, data: PathBuf) -> Result<ServerConfig, ConfigError> {
     let tls = match (raw.tls, raw.insecure_http) {
-        (Some(t), _) => Some(tls::tls(cx, t, raw.client_ca.as_deref())?),
+        (Some(t), _) => Some(tls::tls(cx, t, raw.client_ca.as_deref(), data)?),
         (None, true) if raw.client_ca.is_some() => {
             return Err(cx.err(
                 "server.client_ca",

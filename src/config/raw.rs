@@ -86,14 +86,30 @@ pub struct RawServer {
     pub shutdown_grace: String,
 }
 
-/// `server.tls`: PEM files; `dev_self_signed` creates a throwaway pair when both are missing.
+/// `server.tls`: PEM files (`dev_self_signed` creates a throwaway pair when both are missing), or
+/// `acme` for certificates obtained and renewed automatically.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
     #[serde(default)]
     pub dev_self_signed: bool,
+    pub acme: Option<RawAcme>,
+}
+
+/// `server.tls.acme`: the names to certify and the ACME server to ask.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    #[serde(default = "d_acme_directory")]
+    pub directory: String,
+    /// Empty means the public roots only.
+    #[serde(default)]
+    pub directory_ca: String,
 }
 
 /// `[admin]`: health, readiness, metrics and the bearer-token API.
@@ -306,6 +322,9 @@ fn d_backend() -> String {
 }
 fn d_path() -> String {
     s("data")
+}
+fn d_acme_directory() -> String {
+    s(super::acme::LETS_ENCRYPT)
 }
 fn d_redis_url() -> String {
     s("redis://127.0.0.1:6379")

@@ -2,6 +2,7 @@ use std::path::Path;
 
 use super::*;
 
+mod acme;
 mod holes;
 mod server;
 mod tls_files;

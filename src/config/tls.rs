@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::raw::RawTls;
+use super::acme::AcmeConfig;
+use super::raw::{RawAcme, RawTls};
 use super::secret::readable_by_others;
 use super::{ConfigError, Cx};
 use crate::server::tls::{TlsError, load};
@@ -23,9 +24,12 @@ pub struct TlsConfig {
     pub dev_self_signed: bool,
     /// `server.client_ca`: client certificates are required and verified against it.
     pub client_ca: Option<ClientCa>,
-    /// The parsed and matched pair; `None` only while the development pair is yet to be made
-    /// (by `serve`, never by `check`).
+    /// The parsed and matched pair; `None` while the development pair is yet to be made
+    /// (by `serve`, never by `check`), and with `acme`.
     pub compiled: Option<Arc<rustls::ServerConfig>>,
+    /// `server.tls.acme`: certificates from an ACME server; `cert` and `key` are then where the
+    /// issued pair is kept (`<storage.path>/acme/`).
+    pub acme: Option<AcmeConfig>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -35,6 +39,7 @@ impl fmt::Debug for TlsConfig {
             .field("key", &self.key)
             .field("dev_self_signed", &self.dev_self_signed)
             .field("client_ca", &self.client_ca.as_ref().map(|c| &c.path))
+            .field("acme", &self.acme)
             .finish_non_exhaustive()
     }
 }
@@ -67,11 +72,19 @@ pub(super) fn tls(
     cx: &mut Cx,
     raw: RawTls,
     client_ca: Option<&str>,
+    data: PathBuf,
 ) -> Result<TlsConfig, ConfigError> {
+    if let Some(acme) = raw.acme {
+        return acme_tls(cx, acme, &raw.cert, &raw.key, client_ca, data);
+    }
     let client_ca = client_ca
         .map(|p| self::client_ca(cx, cx.path(p)))
         .transpose()?;
-    let (cert, key) = (cx.path(&raw.cert), cx.path(&raw.key));
+    let (cert, key) = match (&raw.cert, &raw.key) {
+        (Some(c), Some(k)) => (cx.path(c), cx.path(k)),
+        (None, _) => return Err(cx.err("server.tls.cert", "required (or use server.tls.acme)")),
+        (_, None) => return Err(cx.err("server.tls.key", "required (or use server.tls.acme)")),
+    };
     let dev_pending = raw.dev_self_signed && !cert.exists() && !key.exists();
     let compiled = if dev_pending {
         let note = "both files missing: `serve` will create a self-signed development pair";
@@ -96,6 +109,36 @@ pub(super) fn tls(
         dev_self_signed: raw.dev_self_signed,
         client_ca,
         compiled,
+        acme: None,
+    })
+}
+
+/// `server.tls.acme` stands alone: the pair is the ACME server's, kept under `storage.path`.
+fn acme_tls(
+    cx: &Cx,
+    raw: RawAcme,
+    cert: &Option<String>,
+    key: &Option<String>,
+    client_ca: Option<&str>,
+    data: PathBuf,
+) -> Result<TlsConfig, ConfigError> {
+    if cert.is_some() || key.is_some() {
+        let why = "cannot be combined with cert/key: the certificate comes from the ACME server";
+        return Err(cx.err("server.tls.acme", why));
+    }
+    if client_ca.is_some() {
+        let why = "cannot be combined with server.tls.acme: the ACME server validates the \
+                   domain over TLS without a client certificate";
+        return Err(cx.err("server.client_ca", why));
+    }
+    let acme = super::acme::acme(cx, raw, data)?;
+    Ok(TlsConfig {
+        cert: acme.dir.join("cert.pem"),
+        key: acme.dir.join("key.pem"),
+        dev_self_signed: false,
+        client_ca: None,
+        compiled: None,
+        acme: Some(acme),
     })
 }
 

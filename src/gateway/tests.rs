@@ -57,3 +57,39 @@ fn an_upstream_timeout_past_the_running_lease_is_never_applied() {
     let next = config("40s", "60s", "whsec_a").unwrap();
     assert!(!reload(&running, &next, None));
 }
+
+fn acme_config(domain: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:8443"
+tls = {{ acme = {{ domains = ["{domain}"], directory = "https://acme.invalid/dir" }} }}
+[storage]
+path = "/nonexistent/hookgate-gateway-unit"
+[[route]]
+name = "stripe"
+path = "/webhooks/stripe"
+scheme = "stripe"
+secrets = ["whsec_a"]
+upstream = {{ url = "http://127.0.0.1:3000/hooks" }}
+"#
+    );
+    Config::parse(Path::new("/etc/hookgate/test.toml"), &text).unwrap()
+}
+
+/// Under ACME a reload leaves the certificate to the ACME task (there is no pair to load), and
+/// a changed ACME block needs a restart.
+#[test]
+fn a_reload_under_acme_keeps_the_resolver_and_refuses_a_changed_block() {
+    let running = acme_config("hooks.example.com");
+    let acme = server::acme::Acme::new(running.server.tls.as_ref().unwrap().acme.as_ref().unwrap());
+    let swap = Reloadable::new(acme.server_config().unwrap());
+    assert!(reload(
+        &running,
+        &acme_config("hooks.example.com"),
+        Some(&swap)
+    ));
+    let other = acme_config("other.example.com");
+    assert_eq!(fixed_changes(&running, &other), ["server.tls.acme"]);
+    assert!(!reload(&running, &other, Some(&swap)));
+}

@@ -71,6 +71,8 @@ where
                 // ALPN decides, so nothing waits on a sniff of bytes the peer may never send.
                 let proto = match tls.get_ref().1.alpn_protocol() {
                     Some(b"h2") => Proto::H2,
+                    // A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+                    Some(super::acme::ACME_TLS_ALPN) => return,
                     _ => Proto::H1,
                 };
                 // With `server.client_ca`, the handshake verified this certificate.

@@ -6,6 +6,7 @@
 //! permit. Each connection's deadlines live in `conn`. On shutdown the loop stops accepting and
 //! in-flight connections get `grace` to finish.
 
+pub mod acme;
 mod conn;
 pub mod per_ip;
 pub mod tls;

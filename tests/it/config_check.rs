@@ -348,3 +348,38 @@ async fn send_test_trusts_an_openssl_self_signed_certificate() {
         "a bundle that does not sign the certificate is refused"
     );
 }
+
+/// `check` validates `server.tls.acme` from the file alone: a directory nobody serves is fine,
+/// a bad block exits 64 naming the key.
+#[test]
+fn check_validates_the_acme_block_without_contacting_the_server() {
+    let (dir, file, _) = good_config();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let tls = text
+        .lines()
+        .find(|l| l.starts_with("tls = "))
+        .unwrap()
+        .to_string();
+    let directory = format!("https://127.0.0.1:{}/dir", free_port());
+    let good = format!(
+        r#"tls = {{ acme = {{ domains = ["hooks.example.com"], email = "ops@example.com", directory = "{directory}" }} }}"#
+    );
+    std::fs::write(&file, text.replace(&tls, &good)).unwrap();
+    let out = run(&["check"], &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("data/acme").exists(),
+        "check wrote nothing"
+    );
+
+    let bad = good.replace(&directory, "ftp://acme.example.com/dir");
+    std::fs::write(&file, text.replace(&tls, &bad)).unwrap();
+    let out = run(&["check"], &file);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.tls.acme.directory"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests: the gateway on 127.0.0.1:0 with real TLS, a real sink upstream, real files.
 
+mod acme;
 mod body_budget;
 mod cluster;
 mod config_check;

@@ -19,8 +19,10 @@ use tokio::sync::watch;
 mod backend;
 mod cluster;
 pub mod otlp;
+mod pebble;
 pub use backend::*;
 pub use cluster::*;
+pub use pebble::*;
 
 pub const STRIPE_SECRET: &str = "whsec_test_stripe_current";
 pub const STRIPE_OLD_SECRET: &str = "whsec_test_stripe_previous";
@@ -463,14 +465,21 @@ impl Gateway {
 
     pub async fn start_in(dir: tempfile::TempDir, o: Opts) -> Gateway {
         let ingress = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_with(dir, o, ingress, |text| text).await
+    }
+
+    /// Serves on `ingress`, with the generated config text passed through `edit` first.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        o: Opts,
+        ingress: TcpListener,
+        edit: impl FnOnce(String) -> String,
+    ) -> Gateway {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (ingress.local_addr().unwrap(), admin.local_addr().unwrap());
         let file = dir.path().join("hookgate.toml");
-        std::fs::write(
-            &file,
-            config_text(dir.path(), &addr.to_string(), &admin_addr.to_string(), &o),
-        )
-        .unwrap();
+        let text = config_text(dir.path(), &addr.to_string(), &admin_addr.to_string(), &o);
+        std::fs::write(&file, edit(text)).unwrap();
         let config = hookgate::config::Config::load(&file).expect("test config loads");
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(hookgate::run(
