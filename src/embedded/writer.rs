@@ -37,7 +37,7 @@ pub(crate) const MAX_UNSYNCED: Duration = Duration::from_millis(100);
 /// acknowledgements would then fail for want of the very pages they free, be undone by the
 /// reopen, and be redelivered; fsync'd, each commit makes the space freed before it reusable, so
 /// a draining queue gives its room back to new events.
-const SYNC_ALL_AFTER_FAILURE: Duration = Duration::from_secs(30);
+const SYNC_ALL_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// When a write must be on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
