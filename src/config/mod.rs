@@ -6,6 +6,7 @@
 
 pub mod acme;
 mod cx;
+mod filter;
 mod raw;
 mod route;
 pub mod secret;
@@ -23,6 +24,7 @@ use ipnet::IpNet;
 
 use cx::Cx;
 pub use cx::{MAX_DELAY, MAX_SIZE, MAX_TIMEOUT, MAX_TTL};
+pub use filter::Filter;
 pub use route::{DedupOn, RateLimit, RetryPolicy, Route};
 pub use secret::{RedisUrl, Secret};
 pub use telemetry::TelemetryConfig;

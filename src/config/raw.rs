@@ -253,6 +253,9 @@ pub struct RawUpstream {
     /// Event-type globs this upstream wants (`"invoice.*"`); empty means all.
     #[serde(default)]
     pub events: Vec<String>,
+    /// Conditions on the body, all of which must hold (`[{ pointer = "/type", prefix = "invoice." }]`).
+    #[serde(default)]
+    pub filter: Vec<RawCondition>,
     /// Extra PEM CA bundle trusted for an https upstream.
     pub ca: Option<String>,
     #[serde(default = "d_upstream_timeout")]
@@ -264,6 +267,20 @@ pub struct RawUpstream {
     /// First wait before probing a suspended upstream; doubles up to 5 minutes.
     #[serde(default = "d_probe_interval")]
     pub probe_interval: String,
+}
+
+/// One entry of `upstream.filter`. Values stay TOML values here so that a wrong type is
+/// reported by validation with the condition's full key, as every other bad value is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    pub pointer: Option<toml::Value>,
+    pub equals: Option<toml::Value>,
+    pub one_of: Option<toml::Value>,
+    pub exists: Option<toml::Value>,
+    pub prefix: Option<toml::Value>,
+    pub gt: Option<toml::Value>,
+    pub lt: Option<toml::Value>,
 }
 
 /// `route.retry`.

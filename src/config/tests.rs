@@ -3,6 +3,7 @@ use std::path::Path;
 use super::*;
 
 mod acme;
+mod filter;
 mod holes;
 mod server;
 mod tls_files;
@@ -202,9 +203,9 @@ fn fan_out_gives_one_lane_per_upstream() {
         .map(|u| u.lane("stripe"))
         .collect();
     assert_eq!(lanes, ["stripe/billing", "stripe/all"]);
-    assert!(c.routes[0].upstreams[0].wants(Some("invoice.paid")));
-    assert!(!c.routes[0].upstreams[0].wants(Some("customer.created")));
-    assert!(c.routes[0].upstreams[1].wants(Some("customer.created")));
+    assert!(c.routes[0].upstreams[0].wants(Some("invoice.paid"), None));
+    assert!(!c.routes[0].upstreams[0].wants(Some("customer.created"), None));
+    assert!(c.routes[0].upstreams[1].wants(Some("customer.created"), None));
 }
 
 #[test]

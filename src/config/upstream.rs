@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::filter::{Filter, filter};
 use super::raw::RawUpstream;
 use super::tls::{UpstreamTls, upstream_tls};
 use super::{ConfigError, Cx};
@@ -23,6 +24,8 @@ pub struct Upstream {
     pub probe_interval: Duration,
     /// Event-type globs; empty takes every event.
     pub events: Vec<String>,
+    /// Conditions on the body; empty takes every event.
+    pub filter: Filter,
     /// `ca`: an extra CA bundle for an https upstream, parsed into its client config at load.
     pub tls: Option<UpstreamTls>,
 }
@@ -36,9 +39,14 @@ impl Upstream {
         }
     }
 
-    /// Whether this upstream wants events of `event_type` (`*` matches any run of characters).
-    /// An event whose type is unknown goes to every upstream rather than being dropped.
-    pub fn wants(&self, event_type: Option<&str>) -> bool {
+    /// Whether this upstream wants an event of `event_type` (`*` matches any run of characters)
+    /// whose body parsed as JSON is `doc` (`None`: not JSON, or not parsed as no filter needs it).
+    /// An event whose type is unknown passes the globs rather than being dropped.
+    pub fn wants(&self, event_type: Option<&str>, doc: Option<&serde_json::Value>) -> bool {
+        self.wants_type(event_type) && self.filter.holds(doc)
+    }
+
+    fn wants_type(&self, event_type: Option<&str>) -> bool {
         match event_type {
             _ if self.events.is_empty() => true,
             None => true,
@@ -128,6 +136,7 @@ fn upstream(cx: &Cx, k: &str, u: RawUpstream) -> Result<Upstream, ConfigError> {
         suspend_after: u.suspend_after,
         probe_interval: cx.positive_duration(&format!("{k}.probe_interval"), &u.probe_interval)?,
         events: u.events,
+        filter: filter(cx, &format!("{k}.filter"), u.filter)?,
         tls,
     })
 }

@@ -200,12 +200,13 @@ impl Ingress {
     ) -> Result<Answer, IngestError> {
         let name = route.cfg.name.as_str();
         let keys = accept::keys(name, v.id(), route.cfg.dedup, &body);
+        let doc = body_json(&route.cfg, &body);
         let base = Event {
             route: name.to_owned(),
             id: v.id().to_owned(),
             received_at_ms: unix_ms(SystemTime::now()),
             headers: forwardable(headers),
-            event_type: event_type(&route.cfg, &body, &v),
+            event_type: event_type(&route.cfg, doc.as_ref(), &v),
             body,
             dedup_unavailable: false,
             upstream: None,
@@ -214,7 +215,7 @@ impl Ingress {
         let admission = Admission {
             route: name.to_owned(),
             keys,
-            events: fan_out(&route.cfg, base),
+            events: fan_out(&route.cfg, base, doc.as_ref()),
         };
         let started = Instant::now();
         let outcome = self.admitter().admit(admission).await;
@@ -283,21 +284,28 @@ fn end_span(span: TraceSpan, log: &LogFields, status: StatusCode, reason: &str) 
     span.end(attrs, failed);
 }
 
+/// The body as JSON, parsed once and only when the route's `event_type` pointer or an
+/// upstream's `filter` reads it; `None` also when it is not JSON.
+fn body_json(route: &Route, body: &[u8]) -> Option<serde_json::Value> {
+    let needed = route.event_type.is_some() || route.upstreams.iter().any(|u| !u.filter.is_empty());
+    needed.then(|| serde_json::from_slice(body).ok()).flatten()
+}
+
 /// The event type for `events` filters: the route's JSON pointer, else the scheme's own.
-fn event_type(route: &Route, body: &[u8], v: &Verified) -> Option<String> {
-    let from_body = route.event_type.as_deref().and_then(|ptr| {
-        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-        doc.pointer(ptr)?.as_str().map(str::to_owned)
-    });
+fn event_type(route: &Route, doc: Option<&serde_json::Value>, v: &Verified) -> Option<String> {
+    let from_body = route
+        .event_type
+        .as_deref()
+        .and_then(|ptr| doc?.pointer(ptr)?.as_str().map(str::to_owned));
     from_body.or_else(|| v.event_type().map(str::to_owned))
 }
 
 /// One event per upstream that wants it; an event no upstream wants is accepted and dropped.
-fn fan_out(route: &Route, base: Event) -> Vec<Event> {
+fn fan_out(route: &Route, base: Event, doc: Option<&serde_json::Value>) -> Vec<Event> {
     let wanted = route
         .upstreams
         .iter()
-        .filter(|u| u.wants(base.event_type.as_deref()));
+        .filter(|u| u.wants(base.event_type.as_deref(), doc));
     wanted
         .map(|u| Event {
             upstream: u.name.clone(),

@@ -10,6 +10,7 @@ mod deploy;
 mod disk_full;
 mod edge;
 mod engine;
+mod filters;
 mod fuzz_regressions;
 mod hmac_config;
 mod ingress;
