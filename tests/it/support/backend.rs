@@ -9,25 +9,28 @@ pub enum Store {
     Cluster,
 }
 
-/// Generates one test per backend from `async fn name(store: Store)`: `name::embedded`,
-/// `name::redis` and `name::cluster`, so the whole end-to-end suite runs once per backend.
+/// Generates, from `async fn name(store: Store)`, the module `name` with one test per listed
+/// backend (`embedded`, `redis`, `cluster`): the shared body of the two macros below.
+#[macro_export]
+macro_rules! backend_cases {
+    ($name:ident: $($case:ident => $store:ident),+) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$name($crate::support::Store::$store).await
+                }
+            )+
+        }
+    };
+}
+
+/// One test per backend: `name::embedded`, `name::redis` and `name::cluster`, so the whole
+/// end-to-end suite runs once per backend.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name($crate::support::Store::Embedded).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name($crate::support::Store::Redis).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name($crate::support::Store::Cluster).await
-            }
-        }
+        $crate::backend_cases!($name: embedded => Embedded, redis => Redis, cluster => Cluster);
     )*};
 }
 
@@ -36,16 +39,7 @@ macro_rules! both_backends {
 #[macro_export]
 macro_rules! redis_backends {
     ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name($crate::support::Store::Redis).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name($crate::support::Store::Cluster).await
-            }
-        }
+        $crate::backend_cases!($name: redis => Redis, cluster => Cluster);
     )*};
 }
 
@@ -55,9 +49,9 @@ pub fn redis_url() -> String {
 }
 
 /// Deletes every key under `prefix` (each test has a prefix of its own) on the Redis at `url`
-/// (on a cluster: call it for every master). SCAN in steps rather
-/// than one KEYS: the shared Redis may hold other projects' keys by the hundred thousand
-/// (benchmarks), and a single KEYS over them outlasts the client's response timeout.
+/// (on a cluster: call it for every master). SCAN in steps rather than one KEYS: the shared
+/// Redis may hold other projects' keys by the hundred thousand (benchmarks), and a single KEYS
+/// over them outlasts the client's response timeout.
 pub async fn clean_redis(url: &str, prefix: &str) {
     let client = redis::Client::open(url).unwrap();
     let config = redis::AsyncConnectionConfig::new()
