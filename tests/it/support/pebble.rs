@@ -130,7 +130,8 @@ impl Pebble {
         self.pebble = Some(child);
         let http = self.http();
         let url = self.directory();
-        crate::support::eventually(Duration::from_secs(15), "pebble up", async || {
+        // Generous: on a loaded 2-core CI machine pebble's start (keys, listeners) took over 15 s.
+        crate::support::eventually(Duration::from_secs(60), "pebble up", async || {
             http.get(&url)
                 .send()
                 .await
