@@ -15,7 +15,24 @@ use super::{Admin, routes};
 use crate::deliver::LaneState;
 use crate::deliver::{ErrorKind, Fault};
 use crate::ingest::error;
+use crate::ingest::sample::TestEvent;
 use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
+
+/// How much of a dead event's body `GET /admin/dlq/R/ID` shows.
+const BODY_SHOWN: usize = 64 << 10;
+
+/// Header names that hint at a credential (or a signature, which proves nothing once the event
+/// is verified but could help a replay): shown as `***`, never as their value.
+const MASKED: &[&str] = &[
+    "auth",
+    "cookie",
+    "token",
+    "secret",
+    "key",
+    "password",
+    "signature",
+    "session",
+];
 
 /// Default and maximum `limit` of list calls.
 const DEFAULT_LIMIT: usize = 100;
@@ -37,6 +54,8 @@ pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Respons
     let q = Query::parse(uri.query());
     let answer = match (method, segs.as_slice()) {
         (&Method::GET, ["routes"]) => routes::routes(admin).await,
+        (&Method::POST, ["routes", r, "send-test"]) => send_test(admin, r).await,
+        (&Method::GET, ["timeseries"]) => Ok(admin.timeseries.to_json()),
         (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
         (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
         (&Method::POST, ["dlq", r, id, "replay"]) => {
@@ -170,6 +189,15 @@ async fn dlq_show(admin: &Admin, route: &str, id: &str) -> Answer {
             let mut v = dead_json(l, &d, attempts.first().and_then(|a| a.status));
             v["attempts_detail"] = attempts.iter().map(attempt_json).collect();
             v["content_type"] = json!(header_of(&d, "content-type"));
+            v["headers"] = d.event.headers.iter().map(|(n, v)| masked(n, v)).collect();
+            v["received_at"] = json!(rfc3339(d.event.received_at_ms));
+            v["event_type"] = json!(d.event.event_type);
+            let shown = &d.event.body[..d.event.body.len().min(BODY_SHOWN)];
+            v["body"] = json!(String::from_utf8_lossy(shown));
+            v["body_bytes"] = json!(d.event.body.len());
+            v["body_truncated"] = json!(shown.len() < d.event.body.len());
+            // A cut can split a character: only the untruncated body can fail to be UTF-8.
+            v["body_utf8"] = json!(std::str::from_utf8(&d.event.body).is_ok());
             return Ok(v);
         }
     }
@@ -257,6 +285,41 @@ fn attempt_json(a: &AttemptRecord) -> Value {
         "error": a.error,
         "answer": String::from_utf8_lossy(&a.answer),
     })
+}
+
+/// A stored header as `{name, value}`, its value masked when the name hints at a secret.
+fn masked(name: &str, value: &[u8]) -> Value {
+    let lower = name.to_ascii_lowercase();
+    match MASKED.iter().any(|m| lower.contains(m)) {
+        true => json!({ "name": name, "value": "***", "masked": true }),
+        false => json!({ "name": name, "value": String::from_utf8_lossy(value) }),
+    }
+}
+
+/// Runs a signed sample through the route's own pipeline, as if a provider had sent it (allow
+/// lists see 127.0.0.1; a `client_cert` route refuses it, as it refuses any sender without one).
+async fn send_test(admin: &Admin, route: &str) -> Answer {
+    let ingress = admin.ingress.load_full();
+    let Some(r) = ingress.routes.all().find(|r| r.cfg.name == route) else {
+        return Err((StatusCode::NOT_FOUND, "no_such_route"));
+    };
+    let event = TestEvent::new(&r.cfg, None, std::time::SystemTime::now());
+    let mut req = event
+        .request(&r.cfg.path)
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "test_event_unbuildable"))?;
+    // A route bound to a host is found by its Host header, as a sender's request would be.
+    if let Some(h) = (r.cfg.host.as_deref()).and_then(|h| http::HeaderValue::from_str(h).ok()) {
+        req.headers_mut().insert(http::header::HOST, h);
+    }
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let resp = ingress.handle(req, peer).await;
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok(json!({ "id": event.id, "status": status, "answer": answer }))
 }
 
 fn header_of<'a>(d: &'a DeadEvent, name: &str) -> Option<Cow<'a, str>> {
