@@ -335,3 +335,29 @@ pub(super) fn rfc3339(ms: u64) -> String {
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_that_may_hold_a_secret_are_masked() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "x-api-key",
+            "stripe-signature",
+            "x-auth-token",
+            "x-shopify-hmac-sha256-secret",
+        ] {
+            let v = masked(name, b"s3cr3t");
+            assert_eq!(v["value"], "***", "{name}");
+            assert_eq!(v["masked"], true);
+        }
+        let v = masked("content-type", b"application/json");
+        assert_eq!(
+            v,
+            json!({ "name": "content-type", "value": "application/json" })
+        );
+    }
+}

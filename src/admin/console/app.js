@@ -43,8 +43,10 @@
     return e;
   }
 
-  const link = (parts, ...kids) =>
-    el('a', { href: '#/' + parts.map(encodeURIComponent).join('/') }, ...kids);
+  const link = (parts, ...kids) => {
+    const href = '#/' + parts.map(encodeURIComponent).join('/');
+    return el('a', { href, 'data-key': 'link:' + href }, ...kids);
+  };
 
   function table(cls, headings, rows, empty) {
     if (rows.length === 0) return el('p', { class: 'empty ' + cls }, empty);
