@@ -297,3 +297,26 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_totals_count_requests_by_reason() {
+        let m = Metrics::new();
+        m.request("stripe", 200, "accepted");
+        m.request("stripe", 200, "duplicate");
+        m.request("stripe", 401, "bad_signature");
+        m.request("stripe", 401, "bad_signature");
+        m.delivery("stripe", "dead", Some(ErrorKind::Status5xx), 0.01);
+        let v = m.route_counters("stripe");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["refused"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(v["reasons"]["bad_signature"], 2);
+        assert_eq!(v["reasons"]["duplicate"], 1);
+        assert_eq!(m.all_route_counts()["stripe"].dead, 1);
+    }
+}

@@ -11,11 +11,10 @@ use hyper::Response;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::{Admin, routes};
+use super::{Admin, routes, send_test};
 use crate::deliver::LaneState;
 use crate::deliver::{ErrorKind, Fault};
 use crate::ingest::error;
-use crate::ingest::sample::TestEvent;
 use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
 
 /// How much of a dead event's body `GET /admin/dlq/R/ID` shows.
@@ -54,7 +53,7 @@ pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Respons
     let q = Query::parse(uri.query());
     let answer = match (method, segs.as_slice()) {
         (&Method::GET, ["routes"]) => routes::routes(admin).await,
-        (&Method::POST, ["routes", r, "send-test"]) => send_test(admin, r).await,
+        (&Method::POST, ["routes", r, "send-test"]) => send_test::send_test(admin, r).await,
         (&Method::GET, ["timeseries"]) => Ok(admin.timeseries.to_json()),
         (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
         (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
@@ -294,32 +293,6 @@ fn masked(name: &str, value: &[u8]) -> Value {
         true => json!({ "name": name, "value": "***", "masked": true }),
         false => json!({ "name": name, "value": String::from_utf8_lossy(value) }),
     }
-}
-
-/// Runs a signed sample through the route's own pipeline, as if a provider had sent it (allow
-/// lists see 127.0.0.1; a `client_cert` route refuses it, as it refuses any sender without one).
-async fn send_test(admin: &Admin, route: &str) -> Answer {
-    let ingress = admin.ingress.load_full();
-    let Some(r) = ingress.routes.all().find(|r| r.cfg.name == route) else {
-        return Err((StatusCode::NOT_FOUND, "no_such_route"));
-    };
-    let event = TestEvent::new(&r.cfg, None, std::time::SystemTime::now());
-    let mut req = event
-        .request(&r.cfg.path)
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "test_event_unbuildable"))?;
-    // A route bound to a host is found by its Host header, as a sender's request would be.
-    if let Some(h) = (r.cfg.host.as_deref()).and_then(|h| http::HeaderValue::from_str(h).ok()) {
-        req.headers_mut().insert(http::header::HOST, h);
-    }
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let resp = ingress.handle(req, peer).await;
-    let status = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(json!({ "id": event.id, "status": status, "answer": answer }))
 }
 
 fn header_of<'a>(d: &'a DeadEvent, name: &str) -> Option<Cow<'a, str>> {

@@ -4,6 +4,7 @@
 mod api;
 mod console;
 mod routes;
+mod send_test;
 pub mod timeseries;
 
 use std::sync::Arc;

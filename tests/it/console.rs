@@ -213,7 +213,7 @@ async fn sign_in(b: &Browser, gw: &Gateway) {
     );
     b.shot("login-refused").await;
     // The right one, typed and submitted from the keyboard.
-    let enter = char::from(fantoccini::key::Key::Enter);
+    let enter = key(fantoccini::key::Key::Enter);
     b.css("#token")
         .await
         .send_keys(&format!("{TOKEN}{enter}"))
@@ -313,7 +313,27 @@ async fn markup_is_shown_as_text(b: &Browser, xss_id: &str) {
     b.js("window.scrollTo(0, 0)").await;
 }
 
-async fn purge_with_confirmation(b: &Browser) {
+fn key(k: fantoccini::key::Key) -> String {
+    char::from(k).to_string()
+}
+
+/// Escape cancels the confirmation and nothing is purged; the second time it is confirmed.
+async fn purge_with_confirmation(b: &Browser, xss_id: &str) {
+    b.css(".title button.purge").await.click().await.unwrap();
+    b.css("#confirm[open]").await;
+    let focused = b.client.active_element().await.unwrap();
+    focused
+        .send_keys(&key(fantoccini::key::Key::Escape))
+        .await
+        .unwrap();
+    eventually(WAIT, "the dialog closes", async || {
+        b.count("#confirm[open]").await == 0
+    })
+    .await;
+    assert!(
+        b.text("#event-id").await.contains(xss_id),
+        "still there after Cancel"
+    );
     b.css(".title button.purge").await.click().await.unwrap();
     b.css("#confirm[open]").await;
     b.shot("purge-confirm").await;
@@ -324,9 +344,10 @@ async fn purge_with_confirmation(b: &Browser) {
 
 async fn resume_then_replay(b: &Browser, sink: &Sink, plain: &str) {
     sink.fail_first.store(0, Ordering::SeqCst);
-    b.css("[data-lane=stripe] button.resume")
-        .await
-        .click()
+    // From the keyboard: the button focused, Enter pressed.
+    let resume = b.css("[data-lane=stripe] button.resume").await;
+    resume
+        .send_keys(&key(fantoccini::key::Key::Enter))
         .await
         .unwrap();
     b.until_text("[data-lane=stripe] .state", "ok").await;
@@ -370,6 +391,11 @@ async fn charts_and_phone_width(b: &Browser, gw: &Gateway) {
         ts["samples"].as_array().is_some_and(|s| s.len() >= 5)
     })
     .await;
+    let ts = admin_get(gw, "/admin/timeseries").await;
+    let last = ts["samples"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["requests"]["stripe"]["accepted"], 3, "{last}");
+    assert_eq!(last["deliveries"]["stripe"]["dead"], 2, "{last}");
+    assert_eq!(last["queue_depth"]["stripe"], 0, "{last}");
     dismiss_toasts(b).await;
     b.css("nav a[href='#/charts']").await.click().await.unwrap();
     b.css("figure.chart").await;
@@ -421,7 +447,7 @@ async fn an_operator_fixes_a_failing_route_from_the_browser() {
     overview_shows_the_suspended_lane(&b).await;
     attempts_are_listed(&b, &plain).await;
     markup_is_shown_as_text(&b, &xss_id).await;
-    purge_with_confirmation(&b).await;
+    purge_with_confirmation(&b, &xss_id).await;
     resume_then_replay(&b, &sink, &plain).await;
     send_a_test_event(&b, &sink).await;
     charts_and_phone_width(&b, &gw).await;
