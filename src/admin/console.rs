@@ -1,5 +1,5 @@
-//! `GET /console`: the web console (docs/console.md), plain HTML, CSS and JS embedded at build
-//! time, so it works offline and ships with the binary. It holds the admin token in the tab
+//! `GET /console`: the web console (docs/console.md), plain HTML, CSS and JS modules embedded at
+//! build time, so it works offline and ships with the binary. It holds the admin token in the tab
 //! (sessionStorage) and calls the JSON API with `Authorization: Bearer`; no cookie is ever set,
 //! so there is nothing for a cross-site request to ride on.
 
@@ -19,6 +19,26 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "/console/app.js",
         "text/javascript; charset=utf-8",
         include_str!("console/app.js"),
+    ),
+    (
+        "/console/api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/api.js"),
+    ),
+    (
+        "/console/dom.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/dom.js"),
+    ),
+    (
+        "/console/pages.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/pages.js"),
+    ),
+    (
+        "/console/charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/charts.js"),
     ),
     (
         "/console/app.css",
