@@ -385,6 +385,16 @@ async fn dismiss_toasts(b: &Browser) {
     }
 }
 
+/// The page scrolls down, never sideways (wide tables scroll inside their card).
+async fn fits_a_phone(b: &Browser) {
+    let js = "return document.documentElement.scrollWidth - window.innerWidth";
+    let overflow = b.js(js).await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "sideways scrolling at phone width: {overflow}"
+    );
+}
+
 async fn charts_and_phone_width(b: &Browser, gw: &Gateway) {
     eventually(Duration::from_secs(30), "a few samples", async || {
         let ts = admin_get(gw, "/admin/timeseries").await;
@@ -409,14 +419,16 @@ async fn charts_and_phone_width(b: &Browser, gw: &Gateway) {
     b.css("a.brand").await.click().await.unwrap();
     b.css("[data-route=stripe]").await;
     dismiss_toasts(b).await;
-    let overflow = b
-        .js("return document.documentElement.scrollWidth - window.innerWidth")
-        .await;
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "no sideways scrolling at phone width: {overflow}"
-    );
+    fits_a_phone(b).await;
     b.shot("overview-phone").await;
+    b.css("[data-route=stripe] h2 a")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("table.deliveries").await;
+    fits_a_phone(b).await;
+    b.shot("route-phone").await;
 }
 
 /// Fails on any error the page logged, then proves the check can fail at all.
