@@ -514,3 +514,59 @@ async fn the_console_is_off_without_an_admin_token_and_strict_with_one() {
     assert_eq!(right, json!({ "authorized": true }));
     gw.finish().await;
 }
+
+/// What the console reads of a dead letter, and the test event button, at the API level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_shows_its_body_and_headers_and_send_test_runs_the_pipeline() {
+    let sink = Sink::start().await;
+    sink.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let mut o = Opts::new(Store::Embedded, sink.url(""));
+    o.max_attempts = 1;
+    let gw = Gateway::start(o).await;
+    // 100 KiB that are not UTF-8: shown cut at 64 KiB, marked.
+    let mut body = vec![b'a'; 100 << 10];
+    body[10] = 0xff;
+    let (status, answer) = gw
+        .post("/webhooks/github", &github_headers("gh-big", &body), body)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut shown = Value::Null;
+    eventually(WAIT, "the event is dead", async || {
+        shown = admin_get(&gw, "/admin/dlq/github/gh-big").await;
+        shown["id"] == "gh-big"
+    })
+    .await;
+    assert_eq!(shown["body_bytes"], 100 << 10);
+    assert_eq!(
+        (
+            shown["body_truncated"].as_bool(),
+            shown["body_utf8"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert!(
+        shown["body"].as_str().unwrap().len() <= (64 << 10) + 2,
+        "cut at 64 KiB"
+    );
+    let headers = shown["headers"].as_array().unwrap();
+    let find = |n: &str| headers.iter().find(|h| h["name"] == n).cloned().unwrap();
+    assert_eq!(find("x-hub-signature-256")["value"], "***");
+    assert_eq!(find("x-github-event")["value"], "push");
+
+    let post = |path: String| {
+        let url = format!("http://{}{path}", gw.admin);
+        gw.client.post(url).bearer_auth(TOKEN).send()
+    };
+    let sent: Value = post("/admin/routes/standard/send-test".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["status"], 200, "{sent}");
+    assert_eq!(sent["answer"]["status"], "accepted", "{sent}");
+    assert!(sent["id"].as_str().unwrap().starts_with("evt_test_"));
+    let missing = post("/admin/routes/nope/send-test".into()).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    gw.finish().await;
+}
