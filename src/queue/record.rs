@@ -47,6 +47,7 @@ pub(super) fn encode_job(
         event,
     })?;
     push_trailing(&mut out, event.traceparent.as_deref())?;
+    push_trailing(&mut out, event.order_key.as_deref())?;
     Ok(out)
 }
 
@@ -54,7 +55,9 @@ pub(super) fn encode_job(
 pub(super) fn decode_job(seq: u64, bytes: &[u8]) -> Result<Job, postcard::Error> {
     let (stored, rest) = postcard::take_from_bytes::<Stored>(bytes)?;
     let mut event = stored.event;
-    event.traceparent = trailing::<String>(rest)?.0;
+    let (traceparent, rest) = trailing::<String>(rest)?;
+    event.traceparent = traceparent;
+    event.order_key = trailing::<String>(rest)?.0;
     Ok(Job {
         seq,
         event,
@@ -69,12 +72,14 @@ pub(super) fn due_of(bytes: &[u8]) -> Result<u64, postcard::Error> {
     Ok(due)
 }
 
-/// Encodes a dead letter; its error kind and its event's `traceparent` trail (a replay then
-/// continues the event's trace).
+/// Encodes a dead letter; its error kind, its event's `traceparent` (a replay then continues
+/// the event's trace), its order key and whether it holds that key trail.
 pub(super) fn encode_dead(dead: &DeadEvent) -> Result<Vec<u8>, postcard::Error> {
     let mut out = postcard::to_stdvec(dead)?;
     push_trailing(&mut out, Some(dead.last_error_kind.name()))?;
     push_trailing(&mut out, dead.event.traceparent.as_deref())?;
+    push_trailing(&mut out, dead.event.order_key.as_deref())?;
+    push_trailing(&mut out, Some(dead.holds_key))?;
     Ok(out)
 }
 
@@ -86,7 +91,11 @@ pub(super) fn decode_dead(bytes: &[u8]) -> Result<DeadEvent, postcard::Error> {
         Some(name) => ErrorKind::from_name(&name),
         None => ErrorKind::of_legacy(None, &dead.last_error),
     };
-    dead.event.traceparent = trailing::<String>(rest)?.0;
+    let (traceparent, rest) = trailing::<String>(rest)?;
+    dead.event.traceparent = traceparent;
+    let (order_key, rest) = trailing::<String>(rest)?;
+    dead.event.order_key = order_key;
+    dead.holds_key = trailing::<bool>(rest)?.0.unwrap_or(false);
     Ok(dead)
 }
 
@@ -141,6 +150,7 @@ mod tests {
             event_type: Some("invoice.paid".into()),
             upstream: Some("billing".into()),
             traceparent: None,
+            order_key: None,
         }
     }
 
@@ -186,6 +196,7 @@ mod tests {
             last_error: "request failed: refused".into(),
             died_at_ms: 42,
             last_error_kind: ErrorKind::Connect,
+            holds_key: false,
         };
         let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
         assert_eq!((back.seq, back.attempts, back.died_at_ms), (3, 5, 42));
@@ -206,6 +217,7 @@ mod tests {
             last_error: "timed out after 30s".into(),
             died_at_ms: 42,
             last_error_kind: ErrorKind::Unknown,
+            holds_key: false,
         };
         let old = postcard::to_stdvec(&dead).unwrap();
         let back = decode_dead(&old).unwrap();
@@ -214,6 +226,35 @@ mod tests {
         text.last_error = "request failed: x".into();
         let back = decode_dead(&postcard::to_stdvec(&text).unwrap()).unwrap();
         assert_eq!(back.last_error_kind, ErrorKind::Unknown);
+    }
+
+    #[test]
+    fn order_keys_round_trip_in_jobs_and_dead_letters() {
+        let ev = Event {
+            order_key: Some("cus_1".into()),
+            ..event()
+        };
+        let job = decode_job(1, &encode_job(5, 0, None, &ev).unwrap()).unwrap();
+        assert_eq!(job.event.order_key.as_deref(), Some("cus_1"));
+        assert_eq!(job.event, ev);
+        let dead = DeadEvent {
+            seq: 3,
+            event: ev,
+            attempts: 5,
+            last_error: "x".into(),
+            died_at_ms: 42,
+            last_error_kind: ErrorKind::Timeout,
+            holds_key: true,
+        };
+        let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
+        assert_eq!(back.event.order_key.as_deref(), Some("cus_1"));
+        assert!(back.holds_key);
+        // Written before ordering existed: kind and traceparent only.
+        let mut old = postcard::to_stdvec(&dead).unwrap();
+        push_trailing(&mut old, Some("timeout")).unwrap();
+        push_trailing(&mut old, None::<&str>).unwrap();
+        let back = decode_dead(&old).unwrap();
+        assert_eq!((back.event.order_key, back.holds_key), (None, false));
     }
 
     fn attempt(kind: Option<ErrorKind>) -> AttemptRecord {

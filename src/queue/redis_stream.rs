@@ -28,7 +28,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use super::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
+use crate::config::OnDead;
 use crate::deliver::Failure;
 use crate::embedded::{now_ms, to_ms};
 use crate::redis_conn::{Conn, Redis, RedisError};
@@ -193,7 +194,12 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &Failure,
+        on_dead: OnDead,
+    ) -> Result<(), QueueError> {
         let keys = self.keys_of(&job.event.lane(), &job.event.id);
         let dead = DeadEvent {
             seq: job.seq,
@@ -202,6 +208,7 @@ impl Queue for RedisQueue {
             last_error: error.detail.clone(),
             died_at_ms: now_ms(),
             last_error_kind: error.kind,
+            holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
         };
         let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
         let mut pipe = redis::pipe();
@@ -266,6 +273,10 @@ impl Queue for RedisQueue {
             return Ok(false);
         };
         Ok(self.revive(&keys, &raw, &dead).await?)
+    }
+
+    async fn ordering(&self, _lane: &str) -> Result<OrderStats, QueueError> {
+        todo!("ordered delivery")
     }
 
     async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {

@@ -8,10 +8,11 @@ use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
 use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use crate::config::OnDead;
 use crate::deliver::Failure;
 use crate::embedded::{Durable, QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
-use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use crate::queue::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
 
 impl Queue for EmbeddedQueue {
     async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
@@ -99,7 +100,12 @@ impl Queue for EmbeddedQueue {
         Ok(self.write_then(Durable::Later, write, after).await?)
     }
 
-    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &Failure,
+        on_dead: OnDead,
+    ) -> Result<(), QueueError> {
         let dead = DeadEvent {
             seq: self.next_seq(),
             event: job.event.clone(),
@@ -107,6 +113,7 @@ impl Queue for EmbeddedQueue {
             last_error: error.detail.clone(),
             died_at_ms: now_ms(),
             last_error_kind: error.kind,
+            holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
         };
         Ok(self.move_to_dead(job, dead).await?)
     }
@@ -132,6 +139,10 @@ impl Queue for EmbeddedQueue {
     async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
         let dead = self.dead_one(lane, id)?.into_iter().collect();
         Ok(self.revive(lane, dead).await? > 0)
+    }
+
+    async fn ordering(&self, _lane: &str) -> Result<OrderStats, QueueError> {
+        todo!("ordered delivery")
     }
 
     async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {

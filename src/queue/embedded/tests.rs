@@ -198,6 +198,7 @@ fn fanned(route: &str, id: &str, upstream: &str) -> Event {
     Event {
         upstream: Some(upstream.into()),
         traceparent: None,
+        order_key: None,
         ..event(route, id)
     }
 }
