@@ -3,6 +3,7 @@
 
 mod dlq;
 mod lease;
+mod order;
 mod shards;
 
 use std::time::{Duration, SystemTime};
