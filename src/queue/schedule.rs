@@ -231,7 +231,11 @@ impl Schedule {
                 continue;
             };
             stats.blocked_keys += 1;
-            if stats.oldest_blocked.as_ref().is_none_or(|b| *since < b.since_ms) {
+            if stats
+                .oldest_blocked
+                .as_ref()
+                .is_none_or(|b| *since < b.since_ms)
+            {
                 stats.oldest_blocked = Some(BlockedKey {
                     key: key.to_string(),
                     event_id: id.clone(),
@@ -272,7 +276,9 @@ impl Schedule {
             let known: HashSet<u64> = queue.due.iter().map(|(_, seq)| *seq).collect();
             jobs.iter()
                 .filter(|(_, seq, _)| {
-                    !known.contains(seq) && !queue.leased.contains(seq) && !queue.keys.contains_key(seq)
+                    !known.contains(seq)
+                        && !queue.leased.contains(seq)
+                        && !queue.keys.contains_key(seq)
                 })
                 .collect()
         };
@@ -350,10 +356,16 @@ mod tests {
         s.insert("r", 10, 2, None);
         assert_eq!(s.lease("r", 10), Next::Lease(1));
         s.remove("r", 3); // never held: as if its ack had been undone
-        assert_eq!(s.restore("r", &[(10, 1, None), (10, 2, None), (5, 3, None)]), 1);
+        assert_eq!(
+            s.restore("r", &[(10, 1, None), (10, 2, None), (5, 3, None)]),
+            1
+        );
         assert_eq!(s.depth("r"), 3, "1 leased, 2 and 3 due");
         assert_eq!(s.lease("r", 10), Next::Lease(3));
         assert_eq!(s.lease("r", 10), Next::Lease(2));
-        assert_eq!(s.restore("r", &[(10, 1, None), (10, 2, None), (5, 3, None)]), 0);
+        assert_eq!(
+            s.restore("r", &[(10, 1, None), (10, 2, None), (5, 3, None)]),
+            0
+        );
     }
 }

@@ -131,7 +131,10 @@ impl EmbeddedQueue {
         };
         let (key, id, seq) = (lane.to_owned(), id.to_owned(), dead.seq);
         let write = move |txn: &WriteTransaction| take_dead(txn, &key, &id, seq);
-        let (lane, hold) = (lane.to_owned(), dead.event.order_key.filter(|_| dead.holds_key));
+        let (lane, hold) = (
+            lane.to_owned(),
+            dead.event.order_key.filter(|_| dead.holds_key),
+        );
         let after = move |s: &Schedule, taken: Option<&bool>| {
             if let (Some(true), Some(key)) = (taken, &hold) {
                 s.unblock(&lane, key);

@@ -53,7 +53,10 @@ async fn held_events_stay_behind_their_head_across_a_reopen() {
     let stats = q.ordering("r").await.unwrap();
     assert_eq!((stats.waiting_keys, stats.waiting_events), (1, 2));
     assert_eq!(recv(&q, "r").await.event.id, "b1", "B is not held by A");
-    assert!(nothing_for(&q, "r", 100).await, "a2 waits behind a1's retry");
+    assert!(
+        nothing_for(&q, "r", 100).await,
+        "a2 waits behind a1's retry"
+    );
     let mut order = Vec::new();
     for _ in 0..3 {
         let job = recv(&q, "r").await;
@@ -79,7 +82,10 @@ async fn a_blocked_key_stays_blocked_across_a_reopen_and_its_replay_goes_first()
     assert!(nothing_for(&q, "r", 100).await, "A is still blocked");
     let stats = q.ordering("r").await.unwrap();
     assert_eq!((stats.waiting_events, stats.blocked_keys), (2, 1));
-    assert_eq!(stats.oldest_blocked.map(|b| b.event_id).as_deref(), Some("a1"));
+    assert_eq!(
+        stats.oldest_blocked.map(|b| b.event_id).as_deref(),
+        Some("a1")
+    );
     assert!(q.replay("r", "a1").await.unwrap());
     drop(q);
 
