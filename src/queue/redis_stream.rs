@@ -26,6 +26,7 @@ mod order;
 mod read;
 mod scan;
 mod scripts;
+mod settle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,7 +38,7 @@ use crate::deliver::Failure;
 use crate::embedded::{now_ms, to_ms};
 use crate::redis_conn::{Conn, Redis, RedisError};
 use ids::{id_of, seq_of};
-use order::Settle;
+use settle::Settle;
 
 /// The consumer group every replica reads through.
 const GROUP: &str = "hookgate";
@@ -121,17 +122,6 @@ impl RedisQueue {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds XACK + XDEL of the job's entry to a transaction.
-    fn settle(&self, pipe: &mut redis::Pipeline, keys: &Keys, job: &Job) {
-        let id = id_of(job.seq);
-        pipe.cmd("XACK")
-            .arg(&keys.stream)
-            .arg(GROUP)
-            .arg(&id)
-            .ignore();
-        pipe.cmd("XDEL").arg(&keys.stream).arg(&id).ignore();
-    }
-
     /// Enqueues encoded jobs of one shard, all or none; returns their entry ids ("" for one
     /// held behind its key).
     async fn enqueue_shard(
@@ -196,43 +186,23 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        if let Some(key) = &job.event.order_key {
-            return Ok(self.settle_ordered(job, key, Settle::Ack).await?);
-        }
-        let keys = self.keys_for(&job.event);
-        let mut pipe = redis::pipe();
-        self.settle(pipe.atomic(), &keys, job);
-        Ok(self.transact(&pipe).await?)
+        Ok(self.settle_job(job, Settle::Ack).await?)
     }
 
     /// Moves the job from the stream to the retry set in one transaction; a mover puts it back
     /// into the stream once due (see `read`). An ordered job keeps its key meanwhile.
     async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
-        let (lane, due) = (job.event.lane(), to_ms(at));
-        let shard = self.shard_for(&job.event);
-        let keys = self.keys(&lane, shard);
+        let due = to_ms(at);
         let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
             .map_err(RedisError::from)?;
         // The job's seq first makes the member unique even if two jobs encode alike.
         let member = [job.seq.to_be_bytes().as_slice(), &bytes].concat();
-        if let Some(key) = &job.event.order_key {
-            let how = Settle::Retry {
-                due,
-                member: &member,
-            };
-            self.settle_ordered(job, key, how).await?;
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .cmd("ZADD")
-                .arg(&keys.retry)
-                .arg(due)
-                .arg(member)
-                .ignore();
-            self.settle(&mut pipe, &keys, job);
-            self.transact(&pipe).await?;
-        }
-        self.due_at(&lane, shard, due);
+        let how = Settle::Retry {
+            due,
+            member: &member,
+        };
+        self.settle_job(job, how).await?;
+        self.due_at(&job.event.lane(), self.shard_for(&job.event), due);
         Ok(())
     }
 
@@ -242,7 +212,6 @@ impl Queue for RedisQueue {
         error: &Failure,
         on_dead: OnDead,
     ) -> Result<(), QueueError> {
-        let keys = self.keys_for(&job.event);
         let dead = DeadEvent {
             seq: job.seq,
             event: job.event.clone(),
@@ -253,24 +222,11 @@ impl Queue for RedisQueue {
             holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
         };
         let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
-        if let Some(key) = &job.event.order_key {
-            let how = Settle::Dead {
-                dead: &dead,
-                bytes: &bytes,
-            };
-            return Ok(self.settle_ordered(job, key, how).await?);
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let id = &job.event.id;
-        pipe.cmd("HSET").arg(&keys.dead).arg(id).arg(bytes).ignore();
-        pipe.cmd("ZADD")
-            .arg(&keys.dead_order)
-            .arg(dead.died_at_ms)
-            .arg(id)
-            .ignore();
-        self.settle(&mut pipe, &keys, job);
-        Ok(self.transact(&pipe).await?)
+        let how = Settle::Dead {
+            dead: &dead,
+            bytes: &bytes,
+        };
+        Ok(self.settle_job(job, how).await?)
     }
 
     /// Entries in the streams (waiting or leased: they leave when settled), retries, and

@@ -9,26 +9,12 @@
 
 mod scripts;
 
-use super::{GROUP, Keys, RedisQueue, id_of};
+use super::{GROUP, Keys, RedisQueue, Settle, id_of};
 use crate::queue::{BlockedKey, DeadEvent, Event, Job, OrderStats, record};
 use crate::redis_conn::RedisError;
 
 /// Longest-blocked keys whose held events are looked at for the queue's oldest age.
 const AGE_SAMPLE: usize = 64;
-
-/// How the head of a key is settled.
-pub(super) enum Settle<'a> {
-    /// Delivered: the key's next event goes on.
-    Ack,
-    /// Due again at `due`; the key stays held. `member` is the retry-set member.
-    Retry { due: u64, member: &'a [u8] },
-    /// Dead-lettered as `dead` (encoded as `bytes`): the key goes on, or stays blocked if
-    /// `dead.holds_key`.
-    Dead {
-        dead: &'a DeadEvent,
-        bytes: &'a [u8],
-    },
-}
 
 impl RedisQueue {
     /// The shard of an event: its key's when it is ordered (a key's events, state and dead
