@@ -39,7 +39,10 @@ async fn main() -> Result<(), Error> {
         "embedded store, upstream answers after {} ms, concurrency {CONCURRENCY}, {secs} s per row, {events} events queued per row",
         delay.as_millis()
     );
-    println!("{:<10}|{:>7} |{:>12} |{:>13}", "lane", "keys", "delivered/s", "vs unordered");
+    println!(
+        "{:<10}|{:>7} |{:>12} |{:>13}",
+        "lane", "keys", "delivered/s", "vs unordered"
+    );
     let mut unordered = None;
     for keys in [None, Some(1), Some(10), Some(1000)] {
         let dir = tempfile::tempdir()?;
@@ -49,7 +52,10 @@ async fn main() -> Result<(), Error> {
             None => ("unordered", "-".to_owned()),
             Some(k) => ("ordered", k.to_string()),
         };
-        println!("{name:<10}|{n:>7} |{rate:>12.0} |{:>12.0}%", 100.0 * rate / base);
+        println!(
+            "{name:<10}|{n:>7} |{rate:>12.0} |{:>12.0}%",
+            100.0 * rate / base
+        );
     }
     Ok(())
 }

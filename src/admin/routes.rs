@@ -63,9 +63,10 @@ async fn lane_json(admin: &Admin, l: &LaneState, removed: bool) -> Result<Value,
         v["removed"] = json!(true);
     }
     // The upstream's health stays in `state`: a blocked key holds back only its own events.
-    let stats = admin.queue.ordering(&l.lane).await.map_err(unavailable)?;
-    if admin.ordered.contains(&l.route) || stats != OrderStats::default() {
-        v["ordering"] = ordering_json(&stats, crate::ingest::unix_ms(std::time::SystemTime::now()));
+    if admin.ordered.contains(&l.route) {
+        let stats = admin.queue.ordering(&l.lane).await.map_err(unavailable)?;
+        let now = crate::ingest::unix_ms(std::time::SystemTime::now());
+        v["ordering"] = ordering_json(&stats, now);
     }
     Ok(v)
 }

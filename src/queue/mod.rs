@@ -81,8 +81,9 @@ pub struct Job {
 /// A job that exhausted its retries. A lane keeps one per event id (the latest).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadEvent {
-    /// Identifies it among the lane's dead letters (embedded: increasing in order of death;
-    /// Redis: the job's stream position).
+    /// Identifies it among the lane's dead letters (embedded: increasing in order of death, but
+    /// the job's own seq for one that holds its key, so a replay takes its old place; Redis: the
+    /// job's stream position).
     pub seq: u64,
     /// The stored event.
     pub event: Event,

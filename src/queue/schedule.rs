@@ -368,4 +368,71 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn a_key_has_one_job_out_at_a_time_and_held_jobs_count_in_the_depth() {
+        let s = Schedule::default();
+        s.insert("r", 10, 1, Some("A"));
+        s.insert("r", 10, 2, Some("A"));
+        s.insert("r", 10, 3, Some("B"));
+        s.insert("r", 10, 4, None);
+        assert_eq!(s.depth("r"), 4);
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        assert_eq!(s.lease("r", 10), Next::Lease(3));
+        assert_eq!(s.lease("r", 10), Next::Lease(4));
+        assert_eq!(s.lease("r", 10), Next::Wait, "2 is held behind 1");
+        let stats = s.ordering("r");
+        assert_eq!((stats.waiting_keys, stats.waiting_events), (1, 1));
+        // A retry keeps the key: 1 is due again, 2 still held.
+        s.insert("r", 20, 1, None);
+        assert_eq!(s.lease("r", 15), Next::WaitUntil(20));
+        assert_eq!(s.lease("r", 20), Next::Lease(1));
+        s.remove("r", 1);
+        assert_eq!(s.lease("r", 20), Next::Lease(2), "the ack handed A on");
+        s.remove("r", 2);
+        assert_eq!(s.depth("r"), 2, "3 and 4 leased");
+        assert_eq!(s.ordering("r"), OrderStats::default());
+    }
+
+    #[test]
+    fn a_blocked_key_waits_for_its_dead_job_to_come_back_first() {
+        let s = Schedule::default();
+        for seq in [1, 2, 3] {
+            s.insert("r", 10, seq, Some("A"));
+        }
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        s.remove_blocking("r", 1, "a1", 99);
+        assert_eq!(s.lease("r", 10), Next::Wait);
+        let stats = s.ordering("r");
+        assert_eq!((stats.waiting_events, stats.blocked_keys), (2, 1));
+        assert_eq!(stats.oldest_blocked.map(|b| b.since_ms), Some(99));
+        assert_eq!(s.depth("r"), 2, "the dead job is not in the depth");
+        // The replay goes back under its old seq, then the key is freed: it is first.
+        s.insert("r", 10, 1, Some("A"));
+        assert_eq!(
+            s.lease("r", 10),
+            Next::Wait,
+            "still blocked until unblocked"
+        );
+        s.unblock("r", "A");
+        assert_eq!(s.lease("r", 10), Next::Lease(1));
+        s.remove("r", 1);
+        assert_eq!(s.lease("r", 10), Next::Lease(2));
+    }
+
+    #[test]
+    fn unblock_all_frees_every_blocked_key_and_block_at_open_holds_what_follows() {
+        let s = Schedule::default();
+        s.block("r", "A", "a1", 5);
+        s.block("r", "B", "b1", 3);
+        s.insert("r", 10, 7, Some("A"));
+        s.insert("r", 10, 8, Some("B"));
+        assert_eq!(s.lease("r", 10), Next::Wait);
+        let oldest = s.ordering("r").oldest_blocked.unwrap();
+        assert_eq!((oldest.key.as_str(), oldest.event_id.as_str()), ("B", "b1"));
+        s.unblock_all("r");
+        assert_eq!(s.lease("r", 10), Next::Lease(7));
+        assert_eq!(s.lease("r", 10), Next::Lease(8));
+        assert_eq!(s.ordering("r").blocked_keys, 0);
+    }
 }
