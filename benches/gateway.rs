@@ -404,6 +404,7 @@ async fn prefill(data: &Path, n: u64) -> Result<(), Error> {
             event_type: None,
             upstream: None,
             traceparent: None,
+            order_key: None,
         });
         next += 1000;
         queue.enqueue_all(batch.collect()).await?;

@@ -81,6 +81,10 @@ impl Base {
             queue: self.storage_queue.clone(),
             lanes,
             routes: config.routes.iter().map(|r| r.name.clone()).collect(),
+            ordered: (config.routes.iter())
+                .filter(|r| r.order.is_some())
+                .map(|r| r.name.clone())
+                .collect(),
             shutdown: self.shutdown.clone(),
             certificate: self.certificate.clone(),
             ingress: ingress.clone(),

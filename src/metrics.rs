@@ -43,6 +43,12 @@ pub struct Metrics {
     queue_depth: Family<RouteLabels, Gauge>,
     suspended: Family<LaneLabels, Gauge>,
     oldest_age: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Ordered lanes (`order_by`): keys waiting behind an earlier event, keys blocked by a dead
+    /// letter, and how long the oldest block has lasted. Per lane, never per key: keys are
+    /// unbounded (and may be customer ids).
+    keys_waiting: Family<LaneLabels, Gauge>,
+    keys_blocked: Family<LaneLabels, Gauge>,
+    oldest_blocked: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Unix seconds at which the ingress certificate expires (its notAfter).
     cert_not_after: Gauge,
     /// Per-route totals for `/admin/routes` (the families above cannot be read back by route).
@@ -120,6 +126,25 @@ impl Metrics {
         let queue_depth = Family::<RouteLabels, Gauge>::default();
         let suspended = Family::<LaneLabels, Gauge>::default();
         let oldest_age = Family::<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let keys_waiting = Family::<LaneLabels, Gauge>::default();
+        let keys_blocked = Family::<LaneLabels, Gauge>::default();
+        let oldest_blocked =
+            Family::<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "ordered_keys_waiting",
+            "Keys of an ordered lane with events held behind an earlier one of the key",
+            keys_waiting.clone(),
+        );
+        registry.register(
+            "ordered_keys_blocked",
+            "Keys of an ordered lane held by a dead letter (on_dead = \"block\")",
+            keys_blocked.clone(),
+        );
+        registry.register(
+            "ordered_oldest_blocked_seconds",
+            "How long an ordered lane's oldest blocked key has been blocked (0 when none)",
+            oldest_blocked.clone(),
+        );
         let cert_not_after = Gauge::default();
         registry.register(
             "queue_oldest_age_seconds",
@@ -180,6 +205,9 @@ impl Metrics {
             queue_depth,
             suspended,
             oldest_age,
+            keys_waiting,
+            keys_blocked,
+            oldest_blocked,
             cert_not_after,
             counts: Mutex::default(),
         }
@@ -282,6 +310,20 @@ impl Metrics {
         self.oldest_age
             .get_or_create(&LaneLabels { lane: lane.into() })
             .set(age.map_or(0.0, |a| a.as_secs_f64()));
+    }
+
+    /// Sets an ordered lane's key gauges (refreshed at scrape time).
+    pub fn set_ordering(&self, lane: &str, stats: &crate::queue::OrderStats, now_ms: u64) {
+        let labels = LaneLabels { lane: lane.into() };
+        let waiting = self.keys_waiting.get_or_create(&labels);
+        waiting.set(stats.waiting_keys as i64);
+        let blocked = self.keys_blocked.get_or_create(&labels);
+        blocked.set(stats.blocked_keys as i64);
+        let since = stats.oldest_blocked.as_ref().map(|b| b.since_ms);
+        let age = since.map_or(0, |s| now_ms.saturating_sub(s));
+        self.oldest_blocked
+            .get_or_create(&labels)
+            .set(age as f64 / 1000.0);
     }
 
     /// Sets the ingress certificate's expiry, in Unix seconds.

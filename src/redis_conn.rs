@@ -16,7 +16,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 /// Failure of a Redis call.
 #[derive(Debug, thiserror::Error)]
@@ -277,21 +277,49 @@ impl Redis {
         pipe: &Pipeline,
         key: &str,
     ) -> Result<T, RedisError> {
-        let wanted = self.0.wait_replicas;
-        if wanted == 0 {
+        if self.0.wait_replicas == 0 {
             return self.query_pipe(pipe).await;
         }
+        let mut conn = self.writer().await?;
+        let out: T = self.run(pipe.query_async(&mut conn)).await?;
+        self.wait_for_replicas(conn, key).await?;
+        Ok(out)
+    }
+
+    /// Like [`Redis::query_pipe_replicated`], for a script on `key`'s slot.
+    pub(crate) async fn script_replicated<T: redis::FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+        key: &str,
+    ) -> Result<T, RedisError> {
+        if self.0.wait_replicas == 0 {
+            let mut conn = self.conn();
+            return self.run(call.invoke_async(&mut conn)).await;
+        }
+        let mut conn = self.writer().await?;
+        let out: T = self.run(call.invoke_async(&mut conn)).await?;
+        self.wait_for_replicas(conn, key).await?;
+        Ok(out)
+    }
+
+    /// A pooled connection for writes that `WAIT`.
+    async fn writer(&self) -> Result<Conn, RedisError> {
         let popped = self
             .0
             .writers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop();
-        let mut conn = match popped {
-            Some(conn) => conn,
-            None => self.own(2 * self.0.op_timeout).await?,
-        };
-        let out: T = self.run(pipe.query_async(&mut conn)).await?;
+        match popped {
+            Some(conn) => Ok(conn),
+            None => self.own(2 * self.0.op_timeout).await,
+        }
+    }
+
+    /// `WAIT N op_timeout` on `conn`, the connection that just wrote on `key`'s slot; then
+    /// `conn` goes back to the pool.
+    async fn wait_for_replicas(&self, mut conn: Conn, key: &str) -> Result<(), RedisError> {
+        let wanted = self.0.wait_replicas;
         let timeout_ms = self.0.op_timeout.as_millis().max(1) as u64;
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(timeout_ms);
@@ -314,7 +342,7 @@ impl Redis {
         if got < wanted {
             return Err(RedisError::Replicas { wanted, got });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The prefix of every key (`storage.key_prefix`).

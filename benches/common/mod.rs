@@ -22,6 +22,7 @@ pub fn event(i: u64) -> Event {
         event_type: None,
         upstream: None,
         traceparent: None,
+        order_key: None,
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Admin {
     pub lanes: Arc<Lanes>,
     /// Route names in config order.
     pub routes: Vec<String>,
+    /// The routes with `order_by`: their lanes show (and export) ordering state.
+    pub ordered: Vec<String>,
     /// Turns true when shutdown starts, so `/readyz` tells load balancers to stop sending.
     pub shutdown: watch::Receiver<bool>,
     /// With `server.tls.acme`: until it holds a certificate the ingress refuses TLS.
@@ -111,6 +113,15 @@ impl Admin {
                 }
             }
             self.metrics.set_suspended(&lane.lane, lane.is_suspended());
+            if self.ordered.contains(&lane.route) {
+                match self.queue.ordering(&lane.lane).await {
+                    Ok(stats) => {
+                        let now = crate::ingest::unix_ms(std::time::SystemTime::now());
+                        self.metrics.set_ordering(&lane.lane, &stats, now);
+                    }
+                    Err(e) => tracing::warn!(lane = %lane.lane, error = %e, "ordering unavailable"),
+                }
+            }
         }
         let mut resp = Response::new(Full::new(Bytes::from(self.metrics.render())));
         resp.headers_mut().insert(

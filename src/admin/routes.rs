@@ -1,4 +1,5 @@
-//! `GET /admin/routes`: per route and lane, queue depth, oldest event age, health, counters.
+//! `GET /admin/routes`: per route and lane, queue depth, oldest event age, health, counters, and
+//! for a route with `order_by` its keys waiting and blocked (`ordering`).
 //! Lanes that a reload removed are listed too, marked `"removed": true`, as long as events
 //! remain in them (queued or dead); a route left with only such lanes is marked the same way.
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use super::Admin;
 use super::api::{Answer, Fail, unavailable};
 use crate::deliver::LaneState;
-use crate::queue::Queue;
+use crate::queue::{OrderStats, Queue};
 
 /// Configured routes in config order, then routes that live on only in removed lanes.
 pub(super) async fn routes(admin: &Admin) -> Answer {
@@ -61,5 +62,25 @@ async fn lane_json(admin: &Admin, l: &LaneState, removed: bool) -> Result<Value,
     if removed {
         v["removed"] = json!(true);
     }
+    // The upstream's health stays in `state`: a blocked key holds back only its own events.
+    if admin.ordered.contains(&l.route) {
+        let stats = admin.queue.ordering(&l.lane).await.map_err(unavailable)?;
+        let now = crate::ingest::unix_ms(std::time::SystemTime::now());
+        v["ordering"] = ordering_json(&stats, now);
+    }
     Ok(v)
+}
+
+/// A lane's ordered keys: waiting, blocked, and the oldest blocked with its age.
+fn ordering_json(stats: &OrderStats, now_ms: u64) -> Value {
+    let oldest = stats.oldest_blocked.as_ref().map(|b| {
+        let age_ms = now_ms.saturating_sub(b.since_ms);
+        json!({ "key": b.key, "event_id": b.event_id, "since_ms": b.since_ms, "age_s": age_ms as f64 / 1000.0 })
+    });
+    json!({
+        "waiting_keys": stats.waiting_keys,
+        "waiting_events": stats.waiting_events,
+        "blocked_keys": stats.blocked_keys,
+        "oldest_blocked": oldest,
+    })
 }

@@ -7,6 +7,7 @@
 pub mod acme;
 mod cx;
 mod filter;
+mod order;
 mod raw;
 mod route;
 pub mod secret;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use cx::Cx;
 pub use cx::{MAX_DELAY, MAX_SIZE, MAX_TIMEOUT, MAX_TTL};
 pub use filter::Filter;
+pub use order::{MAX_KEY_LEN, OnDead, OrderBy, Ordering};
 pub use route::{DedupOn, RateLimit, RetryPolicy, Route};
 pub use secret::{RedisUrl, Secret};
 pub use telemetry::TelemetryConfig;

@@ -221,6 +221,10 @@ pub struct RawRoute {
     /// What makes two events the same: `"id"`, or `"id+body"` (also the body's SHA-256).
     #[serde(default = "d_dedup")]
     pub dedup: String,
+    /// JSON pointer or `"header:NAME"`: events of one key are delivered one at a time, in order.
+    pub order_by: Option<String>,
+    /// `"release"` (default) or `"block"`: what a dead-lettered event does to its key.
+    pub on_dead: Option<String>,
 }
 
 /// `route.client_cert`: a certificate is let through when one of its SANs is in `sans` or its

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::order::{Ordering, ordering};
 use super::raw::{RawRateLimit, RawRetry, RawRoute};
 use super::upstream::{Upstream, upstreams};
 use super::{ConfigError, Cx, MAX_DELAY};
@@ -38,6 +39,8 @@ pub struct Route {
     pub forward_signer: Option<Arc<dyn Scheme>>,
     /// What the dedup step compares (`dedup` in config.example.toml).
     pub dedup: DedupOn,
+    /// `order_by` and `on_dead`: None delivers the route's events in any order.
+    pub order: Option<Ordering>,
 }
 
 /// What makes a second request the same event, refused as a duplicate within `dedup_ttl`.
@@ -122,6 +125,7 @@ fn route(cx: &mut Cx, key: &str, r: RawRoute) -> Result<Route, ConfigError> {
         event_type: r.event_type,
         retry: retry(cx, key, r.retry)?,
         dedup: dedup_on(cx, key, &r.dedup)?,
+        order: ordering(cx, key, r.order_by, r.on_dead)?,
         forward_signer: r
             .forward_secret
             .map(|s| scheme::forward_signer(cx, &format!("{key}.forward_secret"), &s))

@@ -5,6 +5,7 @@ use super::*;
 mod acme;
 mod filter;
 mod holes;
+mod order;
 mod server;
 mod tls_files;
 

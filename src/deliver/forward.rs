@@ -205,6 +205,7 @@ mod tests {
             event_type: None,
             upstream: None,
             traceparent: None,
+            order_key: None,
         };
         Job {
             seq: 1,

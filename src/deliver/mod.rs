@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{RetryPolicy, Route, Upstream};
+use crate::config::{OnDead, RetryPolicy, Route, Upstream};
 use crate::ingest::unix_ms;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Backend, Job, Queue};
@@ -45,6 +45,8 @@ pub struct Shared {
 struct LaneWorker {
     upstream: Upstream,
     retry: RetryPolicy,
+    /// The route's `on_dead` when it orders by key (release otherwise: nothing to hold).
+    on_dead: OnDead,
     resign: Option<Arc<dyn Scheme>>,
     client: HttpClient,
     state: Arc<LaneState>,
@@ -69,6 +71,7 @@ pub fn spawn(
             let w = LaneWorker {
                 upstream: up.clone(),
                 retry: route.retry.clone(),
+                on_dead: route.order.as_ref().map_or(OnDead::Release, |o| o.on_dead),
                 resign: route.forward_signer.clone(),
                 client: client_for(up, &shared.client),
                 state: state.clone(),
@@ -192,7 +195,7 @@ impl LaneWorker {
         };
         match next {
             Next::RetryIn(d) => log_err(q.retry(job, retry::at(d), &error.detail).await, "retry"),
-            Next::Dead => log_err(q.dead_letter(job, &error).await, "dead"),
+            Next::Dead => log_err(q.dead_letter(job, &error, self.on_dead).await, "dead"),
         }
     }
 

@@ -219,6 +219,11 @@ impl Ingress {
             dedup_unavailable: false,
             upstream: None,
             traceparent: log.traceparent.clone(),
+            order_key: route
+                .cfg
+                .order
+                .as_ref()
+                .and_then(|o| o.by.key(headers, doc.as_ref())),
         };
         let admission = Admission {
             route: name.to_owned(),
@@ -292,10 +297,12 @@ fn end_span(span: TraceSpan, log: &LogFields, status: StatusCode, reason: &str) 
     span.end(attrs, failed);
 }
 
-/// The body as JSON, parsed once and only when the route's `event_type` pointer or an
-/// upstream's `filter` reads it; `None` also when it is not JSON.
+/// The body as JSON, parsed once and only when the route's `event_type` or `order_by` pointer
+/// or an upstream's `filter` reads it; `None` also when it is not JSON.
 fn body_json(route: &Route, body: &[u8]) -> Option<serde_json::Value> {
-    let needed = route.event_type.is_some() || route.upstreams.iter().any(|u| !u.filter.is_empty());
+    let needed = route.event_type.is_some()
+        || route.order.as_ref().is_some_and(|o| o.by.reads_body())
+        || route.upstreams.iter().any(|u| !u.filter.is_empty());
     needed.then(|| serde_json::from_slice(body).ok()).flatten()
 }
 

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, embedded, redis_stream};
+use super::{
+    AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, embedded, redis_stream,
+};
+use crate::config::OnDead;
 use crate::deliver::Failure;
 
 /// The queue backend chosen from config; cheap to clone (handles share one store).
@@ -80,8 +83,17 @@ impl Queue for Backend {
         each!(self, q => q.retry(job, at, error).await)
     }
 
-    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
-        each!(self, q => q.dead_letter(job, error).await)
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &Failure,
+        on_dead: OnDead,
+    ) -> Result<(), QueueError> {
+        each!(self, q => q.dead_letter(job, error, on_dead).await)
+    }
+
+    async fn ordering(&self, lane: &str) -> Result<OrderStats, QueueError> {
+        each!(self, q => q.ordering(lane).await)
     }
 
     async fn depth(&self, lane: &str) -> Result<usize, QueueError> {

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::schedule::{Next, Schedule};
 use super::{Job, record};
-use crate::embedded::{Db, Durable, META, QUEUE, StorageError, now_ms};
+use crate::embedded::{DEAD, Db, Durable, META, QUEUE, StorageError, now_ms};
 
 /// Key in `META` of the highest sequence number ever stored (jobs and dead letters).
 const LAST_SEQ: &str = "last_seq";
@@ -35,7 +35,8 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     /// Rebuilds the schedule from the stored jobs: everything left over from a previous run,
-    /// leased or not, is due again at its stored time (at-least-once).
+    /// leased or not, is due again at its stored time (at-least-once). Keys held by dead letters
+    /// are blocked first, then jobs go into their key's chain in seq (acceptance) order.
     pub fn open(db: Db) -> Result<Self, StorageError> {
         let schedule = Schedule::default();
         let txn = db.read()?;
@@ -43,10 +44,17 @@ impl EmbeddedQueue {
             .open_table(META)?
             .get(LAST_SEQ)?
             .map_or(0, |g| g.value());
+        for entry in txn.open_table(DEAD)?.iter()? {
+            let (key, value) = entry?;
+            if let Some((order_key, id, since)) = record::hold_of(value.value())? {
+                schedule.block(key.value().0, order_key, id, since);
+            }
+        }
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
             let (lane, seq) = key.value();
-            schedule.insert(lane, record::due_of(value.value())?, seq);
+            let (due, order_key) = record::due_and_key_of(value.value())?;
+            schedule.insert(lane, due, seq, order_key);
             last = last.max(seq);
         }
         Ok(EmbeddedQueue {
@@ -71,12 +79,13 @@ impl EmbeddedQueue {
             return Ok(());
         }
         let txn = self.db.read()?;
-        let mut stored: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        let mut stored: HashMap<String, Vec<(u64, u64, Option<String>)>> = HashMap::new();
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
             let (lane, seq) = key.value();
-            let due = record::due_of(value.value())?;
-            stored.entry(lane.to_owned()).or_default().push((due, seq));
+            let (due, order_key) = record::due_and_key_of(value.value())?;
+            let job = (due, seq, order_key.map(str::to_owned));
+            stored.entry(lane.to_owned()).or_default().push(job);
         }
         let restored: usize = stored
             .iter()
@@ -126,7 +135,7 @@ impl EmbeddedQueue {
                 Ok(Some(job)) => return Ok(Ok(job)),
                 Ok(None) => self.schedule.remove(lane, seq), // removed meanwhile; skip it
                 Err(e) => {
-                    self.schedule.insert(lane, now_ms(), seq);
+                    self.schedule.insert(lane, now_ms(), seq, None);
                     return Err(e);
                 }
             }
@@ -181,7 +190,7 @@ fn settle(schedule: &Schedule, lane: &str, seq: u64, committed: bool) {
     if committed {
         schedule.remove(lane, seq);
     } else {
-        schedule.insert(lane, now_ms(), seq);
+        schedule.insert(lane, now_ms(), seq, None);
     }
 }
 

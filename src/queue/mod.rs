@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 pub use backend::Backend;
 
+use crate::config::OnDead;
 use crate::deliver::{ErrorKind, Failure};
 use crate::embedded::StorageError;
 
@@ -48,6 +49,10 @@ pub struct Event {
     /// with telemetry off. A trailing field of the job record (see `record.rs`).
     #[serde(skip)]
     pub traceparent: Option<String>,
+    /// The route's `order_by` key: events of a lane with equal keys are delivered one at a
+    /// time, in order of acceptance; None = unordered. A trailing field (see `record.rs`).
+    #[serde(skip)]
+    pub order_key: Option<String>,
 }
 
 impl Event {
@@ -76,8 +81,9 @@ pub struct Job {
 /// A job that exhausted its retries. A lane keeps one per event id (the latest).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadEvent {
-    /// Identifies it among the lane's dead letters (embedded: increasing in order of death;
-    /// Redis: the job's stream position).
+    /// Identifies it among the lane's dead letters (embedded: increasing in order of death, but
+    /// the job's own seq for one that holds its key, so a replay takes its old place; Redis: the
+    /// job's stream position).
     pub seq: u64,
     /// The stored event.
     pub event: Event,
@@ -90,6 +96,34 @@ pub struct DeadEvent {
     /// What kind of failure the last attempt was (a trailing field: see `record.rs`).
     #[serde(skip)]
     pub last_error_kind: ErrorKind,
+    /// An ordered event dead-lettered with `on_dead = "block"`: its key's later events wait
+    /// until it is replayed (and delivered first) or purged. A trailing field.
+    #[serde(skip)]
+    pub holds_key: bool,
+}
+
+/// Ordered delivery in one lane, for the admin API and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OrderStats {
+    /// Keys with at least one event held back behind an earlier one of the same key.
+    pub waiting_keys: usize,
+    /// Events held back behind an earlier event of their key (not yet receivable).
+    pub waiting_events: usize,
+    /// Keys held by a dead letter (`on_dead = "block"`).
+    pub blocked_keys: usize,
+    /// The key blocked the longest, if any.
+    pub oldest_blocked: Option<BlockedKey>,
+}
+
+/// A key held by a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlockedKey {
+    /// The `order_by` key.
+    pub key: String,
+    /// The dead event holding it.
+    pub event_id: String,
+    /// When that event was dead-lettered, ms since the Unix epoch.
+    pub since_ms: u64,
 }
 
 /// One delivery attempt, as the delivery history keeps it.
@@ -166,10 +200,13 @@ pub trait Queue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Moves the job to its lane's dead letters, replacing an older one of the same event id.
+    /// An ordered job releases its key to the next event of that key, or with
+    /// [`OnDead::Block`] holds it until the dead letter is replayed or purged.
     fn dead_letter(
         &self,
         job: &Job,
         error: &Failure,
+        on_dead: OnDead,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Jobs of `lane` not yet acknowledged (queued, waiting for a retry, or leased).
@@ -195,14 +232,20 @@ pub trait Queue: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<DeadEvent>, QueueError>> + Send;
 
-    /// Back onto the queue (same event id, attempts reset); false if no such dead event.
+    /// Back onto the queue (same event id, attempts reset); false if no such dead event. An
+    /// ordered dead event that holds its key is its key's next delivery again; one that released
+    /// it queues behind the key's events accepted since.
     fn replay(&self, lane: &str, id: &str)
     -> impl Future<Output = Result<bool, QueueError>> + Send;
+
+    /// Ordered delivery in the lane: keys waiting and keys blocked. One pass over the lane's
+    /// ordering state, for the admin API and metrics, not for a request path.
+    fn ordering(&self, lane: &str) -> impl Future<Output = Result<OrderStats, QueueError>> + Send;
 
     /// Replays every dead event of the lane; returns how many went back on the queue.
     fn replay_all(&self, lane: &str) -> impl Future<Output = Result<usize, QueueError>> + Send;
 
-    /// Deletes one dead event; false if there was none.
+    /// Deletes one dead event; false if there was none. One that held its key releases it.
     fn purge(&self, lane: &str, id: &str) -> impl Future<Output = Result<bool, QueueError>> + Send;
 
     /// Deletes every dead event of the lane; returns how many.

@@ -26,7 +26,7 @@ struct StoredRef<'a> {
 /// The same record, read back.
 #[derive(Deserialize)]
 struct Stored {
-    #[allow(dead_code)] // read alone by `due_of`
+    #[allow(dead_code)] // read by `due_and_key_of`
     due_ms: u64,
     attempts: u32,
     last_error: Option<String>,
@@ -47,6 +47,7 @@ pub(super) fn encode_job(
         event,
     })?;
     push_trailing(&mut out, event.traceparent.as_deref())?;
+    push_trailing(&mut out, event.order_key.as_deref())?;
     Ok(out)
 }
 
@@ -54,7 +55,9 @@ pub(super) fn encode_job(
 pub(super) fn decode_job(seq: u64, bytes: &[u8]) -> Result<Job, postcard::Error> {
     let (stored, rest) = postcard::take_from_bytes::<Stored>(bytes)?;
     let mut event = stored.event;
-    event.traceparent = trailing::<String>(rest)?.0;
+    let (traceparent, rest) = trailing::<String>(rest)?;
+    event.traceparent = traceparent;
+    event.order_key = trailing::<String>(rest)?.0;
     Ok(Job {
         seq,
         event,
@@ -63,18 +66,75 @@ pub(super) fn decode_job(seq: u64, bytes: &[u8]) -> Result<Job, postcard::Error>
     })
 }
 
-/// Reads only the due time of an encoded job.
-pub(super) fn due_of(bytes: &[u8]) -> Result<u64, postcard::Error> {
-    let (due, _rest) = postcard::take_from_bytes::<u64>(bytes)?;
-    Ok(due)
+/// An event as stored, borrowed: enough to read past it without copying its body.
+#[derive(Deserialize)]
+#[allow(dead_code)] // only read past
+struct EventSkip<'a> {
+    route: &'a str,
+    id: &'a str,
+    received_at_ms: u64,
+    #[serde(borrow)]
+    headers: Vec<(&'a str, &'a [u8])>,
+    body: &'a [u8],
+    dedup_unavailable: bool,
+    event_type: Option<&'a str>,
+    upstream: Option<&'a str>,
 }
 
-/// Encodes a dead letter; its error kind and its event's `traceparent` trail (a replay then
-/// continues the event's trace).
+/// A queued job's serde fields, borrowed.
+#[derive(Deserialize)]
+#[allow(dead_code)] // only read past
+struct StoredSkip<'a> {
+    due_ms: u64,
+    attempts: u32,
+    last_error: Option<&'a str>,
+    #[serde(borrow)]
+    event: EventSkip<'a>,
+}
+
+/// Reads only the due time and the order key of an encoded job: rebuilding the schedule at
+/// open must not decode (and copy) every body.
+pub(super) fn due_and_key_of(bytes: &[u8]) -> Result<(u64, Option<&str>), postcard::Error> {
+    let (stored, rest) = postcard::take_from_bytes::<StoredSkip<'_>>(bytes)?;
+    let (_traceparent, rest) = trailing_str(rest)?;
+    Ok((stored.due_ms, trailing_str(rest)?.0))
+}
+
+/// A dead letter's serde fields, borrowed.
+#[derive(Deserialize)]
+#[allow(dead_code)] // only read past
+struct DeadSkip<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    event: EventSkip<'a>,
+    attempts: u32,
+    last_error: &'a str,
+    died_at_ms: u64,
+}
+
+/// A dead letter holding its order key: (key, event id, died at ms).
+pub(super) type Hold<'a> = (&'a str, &'a str, u64);
+
+/// Reads only whether an encoded dead letter holds its order key, and which.
+pub(super) fn hold_of(bytes: &[u8]) -> Result<Option<Hold<'_>>, postcard::Error> {
+    let (dead, rest) = postcard::take_from_bytes::<DeadSkip<'_>>(bytes)?;
+    let (_kind, rest) = trailing_str(rest)?;
+    let (_traceparent, rest) = trailing_str(rest)?;
+    let (key, rest) = trailing_str(rest)?;
+    let holds = trailing::<bool>(rest)?.0.unwrap_or(false);
+    Ok(key
+        .filter(|_| holds)
+        .map(|k| (k, dead.event.id, dead.died_at_ms)))
+}
+
+/// Encodes a dead letter; its error kind, its event's `traceparent` (a replay then continues
+/// the event's trace), its order key and whether it holds that key trail.
 pub(super) fn encode_dead(dead: &DeadEvent) -> Result<Vec<u8>, postcard::Error> {
     let mut out = postcard::to_stdvec(dead)?;
     push_trailing(&mut out, Some(dead.last_error_kind.name()))?;
     push_trailing(&mut out, dead.event.traceparent.as_deref())?;
+    push_trailing(&mut out, dead.event.order_key.as_deref())?;
+    push_trailing(&mut out, Some(dead.holds_key))?;
     Ok(out)
 }
 
@@ -86,7 +146,11 @@ pub(super) fn decode_dead(bytes: &[u8]) -> Result<DeadEvent, postcard::Error> {
         Some(name) => ErrorKind::from_name(&name),
         None => ErrorKind::of_legacy(None, &dead.last_error),
     };
-    dead.event.traceparent = trailing::<String>(rest)?.0;
+    let (traceparent, rest) = trailing::<String>(rest)?;
+    dead.event.traceparent = traceparent;
+    let (order_key, rest) = trailing::<String>(rest)?;
+    dead.event.order_key = order_key;
+    dead.holds_key = trailing::<bool>(rest)?.0.unwrap_or(false);
     Ok(dead)
 }
 
@@ -126,6 +190,14 @@ fn trailing<T: DeserializeOwned>(rest: &[u8]) -> Result<(Option<T>, &[u8]), post
     postcard::take_from_bytes::<Option<T>>(rest)
 }
 
+/// [`trailing`] for a string, borrowed from the record.
+fn trailing_str(rest: &[u8]) -> Result<(Option<&str>, &[u8]), postcard::Error> {
+    if rest.is_empty() {
+        return Ok((None, rest));
+    }
+    postcard::take_from_bytes::<Option<&str>>(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,13 +213,14 @@ mod tests {
             event_type: Some("invoice.paid".into()),
             upstream: Some("billing".into()),
             traceparent: None,
+            order_key: None,
         }
     }
 
     #[test]
     fn job_round_trips_and_due_reads_alone() {
         let bytes = encode_job(1234, 2, Some("503"), &event()).unwrap();
-        assert_eq!(due_of(&bytes).unwrap(), 1234);
+        assert_eq!(due_and_key_of(&bytes).unwrap(), (1234, None));
         let job = decode_job(9, &bytes).unwrap();
         assert_eq!((job.seq, job.attempts), (9, 2));
         assert_eq!(job.last_error.as_deref(), Some("503"));
@@ -170,7 +243,7 @@ mod tests {
         .unwrap();
         let job = decode_job(1, &old).unwrap();
         assert_eq!((job.event.traceparent, job.attempts), (None, 1));
-        assert_eq!(due_of(&old).unwrap(), 5);
+        assert_eq!(due_and_key_of(&old).unwrap(), (5, None));
     }
 
     #[test]
@@ -186,6 +259,7 @@ mod tests {
             last_error: "request failed: refused".into(),
             died_at_ms: 42,
             last_error_kind: ErrorKind::Connect,
+            holds_key: false,
         };
         let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
         assert_eq!((back.seq, back.attempts, back.died_at_ms), (3, 5, 42));
@@ -206,6 +280,7 @@ mod tests {
             last_error: "timed out after 30s".into(),
             died_at_ms: 42,
             last_error_kind: ErrorKind::Unknown,
+            holds_key: false,
         };
         let old = postcard::to_stdvec(&dead).unwrap();
         let back = decode_dead(&old).unwrap();
@@ -214,6 +289,62 @@ mod tests {
         text.last_error = "request failed: x".into();
         let back = decode_dead(&postcard::to_stdvec(&text).unwrap()).unwrap();
         assert_eq!(back.last_error_kind, ErrorKind::Unknown);
+    }
+
+    #[test]
+    fn order_keys_round_trip_in_jobs_and_dead_letters() {
+        let ev = Event {
+            order_key: Some("cus_1".into()),
+            ..event()
+        };
+        let job = decode_job(1, &encode_job(5, 0, None, &ev).unwrap()).unwrap();
+        assert_eq!(job.event.order_key.as_deref(), Some("cus_1"));
+        assert_eq!(job.event, ev);
+        let dead = DeadEvent {
+            seq: 3,
+            event: ev,
+            attempts: 5,
+            last_error: "x".into(),
+            died_at_ms: 42,
+            last_error_kind: ErrorKind::Timeout,
+            holds_key: true,
+        };
+        let back = decode_dead(&encode_dead(&dead).unwrap()).unwrap();
+        assert_eq!(back.event.order_key.as_deref(), Some("cus_1"));
+        assert!(back.holds_key);
+        // Written before ordering existed: kind and traceparent only.
+        let mut old = postcard::to_stdvec(&dead).unwrap();
+        push_trailing(&mut old, Some("timeout")).unwrap();
+        push_trailing(&mut old, None::<&str>).unwrap();
+        let back = decode_dead(&old).unwrap();
+        assert_eq!((back.event.order_key, back.holds_key), (None, false));
+        assert_eq!(hold_of(&old).unwrap(), None);
+    }
+
+    #[test]
+    fn the_cheap_readers_find_key_and_hold() {
+        let ev = Event {
+            order_key: Some("cus_1".into()),
+            traceparent: Some("00-tp".into()),
+            ..event()
+        };
+        let bytes = encode_job(77, 1, Some("503"), &ev).unwrap();
+        assert_eq!(due_and_key_of(&bytes).unwrap(), (77, Some("cus_1")));
+        let plain = encode_job(78, 0, None, &event()).unwrap();
+        assert_eq!(due_and_key_of(&plain).unwrap(), (78, None));
+        let mut dead = DeadEvent {
+            seq: 3,
+            event: ev,
+            attempts: 5,
+            last_error: "x".into(),
+            died_at_ms: 42,
+            last_error_kind: ErrorKind::Timeout,
+            holds_key: true,
+        };
+        let held = encode_dead(&dead).unwrap();
+        assert_eq!(hold_of(&held).unwrap(), Some(("cus_1", "evt_1", 42)));
+        dead.holds_key = false;
+        assert_eq!(hold_of(&encode_dead(&dead).unwrap()).unwrap(), None);
     }
 
     fn attempt(kind: Option<ErrorKind>) -> AttemptRecord {

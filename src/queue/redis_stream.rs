@@ -1,14 +1,16 @@
 //! The queue in Redis Streams, shared by every replica.
 //!
 //! A lane is `storage.shards` shards (one on a single Redis); an event belongs to the shard of
-//! its id's hash ([`Redis::shard_of`]). Keys of shard S of lane L of route R (all tagged `{R}`,
-//! or `{R/S}` with several shards, so one transaction may touch several and no transaction or
-//! script ever spans two slots):
+//! its id's hash ([`Redis::shard_of`]), an ordered one to its key's (see `order`). Keys of
+//! shard S of lane L of route R (all tagged `{R}`, or `{R/S}` with several shards, so one
+//! transaction may touch several and no transaction or script ever spans two slots):
 //! - `q:L`: a stream; field `j` of an entry holds the job; one consumer group, `hookgate`.
 //! - `retry:L`: jobs waiting for a retry, in a sorted set scored by due time (ms).
 //! - `dead:L` (hash, event id → dead letter) and `dead-order:L` (ids scored by time of death).
 //! - `history:L`: the newest `HISTORY_MAX` attempts, a capped list.
 //! - `corrupt:L`: entries that could not be decoded, set aside for a human.
+//! - `order:L`, `order-wait:L`, `order-waiting:L`, `order-blocked:L`: ordered delivery, the
+//!   keys' heads and their held events (see `order`).
 //!
 //! An entry leaves the stream only in the transaction that settles it (XACK + XDEL, plus the
 //! retry or dead-letter write), never by MAXLEN trimming, so nothing unacknowledged is dropped.
@@ -20,19 +22,23 @@
 
 mod dlq;
 mod ids;
+mod order;
 mod read;
 mod scan;
 mod scripts;
+mod settle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use super::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
+use crate::config::OnDead;
 use crate::deliver::Failure;
 use crate::embedded::{now_ms, to_ms};
 use crate::redis_conn::{Conn, Redis, RedisError};
 use ids::{id_of, seq_of};
+use settle::Settle;
 
 /// The consumer group every replica reads through.
 const GROUP: &str = "hookgate";
@@ -57,6 +63,10 @@ pub(super) struct Keys {
     dead_order: String,
     history: String,
     corrupt: String,
+    order: String,
+    order_wait: String,
+    order_waiting: String,
+    order_blocked: String,
 }
 
 impl RedisQueue {
@@ -89,10 +99,15 @@ impl RedisQueue {
             dead_order: key("dead-order"),
             history: key("history"),
             corrupt: key("corrupt"),
+            order: key("order"),
+            order_wait: key("order-wait"),
+            order_waiting: key("order-waiting"),
+            order_blocked: key("order-blocked"),
         }
     }
 
-    /// The keys of the shard holding event `id` of `lane`.
+    /// The keys of the shard of event id `id` of `lane` (an unordered event's; see
+    /// `keys_for`).
     fn keys_of(&self, lane: &str, id: &str) -> Keys {
         self.keys(lane, self.redis.shard_of(id))
     }
@@ -107,15 +122,24 @@ impl RedisQueue {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds XACK + XDEL of the job's entry to a transaction.
-    fn settle(&self, pipe: &mut redis::Pipeline, keys: &Keys, job: &Job) {
-        let id = id_of(job.seq);
-        pipe.cmd("XACK")
-            .arg(&keys.stream)
-            .arg(GROUP)
-            .arg(&id)
-            .ignore();
-        pipe.cmd("XDEL").arg(&keys.stream).arg(&id).ignore();
+    /// Enqueues encoded jobs of one shard, all or none; returns their entry ids ("" for one
+    /// held behind its key).
+    async fn enqueue_shard(
+        &self,
+        shard: u32,
+        jobs: &[(&Event, Vec<u8>)],
+    ) -> Result<Vec<String>, RedisError> {
+        if jobs.iter().any(|(e, _)| e.order_key.is_some()) {
+            return self.enqueue_scripted(shard, jobs).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut stream = String::new();
+        for (event, job) in jobs {
+            stream = self.keys(&event.lane(), shard).stream;
+            pipe.cmd("XADD").arg(&stream).arg("*").arg("j").arg(job);
+        }
+        self.redis.query_pipe_replicated(&pipe, &stream).await
     }
 
     /// Runs a MULTI/EXEC transaction on the shared connection.
@@ -130,29 +154,27 @@ impl Queue for RedisQueue {
         Ok(seqs.first().copied().unwrap_or_default())
     }
 
-    /// One MULTI/EXEC per shard touched (one for the lanes of one webhook: they share its id,
-    /// so its shard): every XADD of a shard or none. Ok only once Redis has answered EXEC, and
-    /// `WAIT` has seen `storage.wait_replicas` replicas hold it.
+    /// One MULTI/EXEC (or one script, when some are ordered) per shard touched: one for the
+    /// lanes of one webhook, as they share its id or key, and so its shard. Every event of a
+    /// shard or none. Ok only once Redis has answered, and `WAIT` has seen
+    /// `storage.wait_replicas` replicas hold it. An event held behind an earlier one of its key
+    /// gets its seq only once it enters the stream: its seq here is 0.
     async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
         let mut seqs = vec![0; events.len()];
         let mut todo: Vec<usize> = (0..events.len()).collect();
         while let Some(&first) = todo.first() {
-            let shard = self.redis.shard_of(&events[first].id);
+            let shard = self.shard_for(&events[first]);
             let (now, later): (Vec<usize>, Vec<usize>) = todo
                 .into_iter()
-                .partition(|&i| self.redis.shard_of(&events[i].id) == shard);
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let mut stream = String::new();
+                .partition(|&i| self.shard_for(&events[i]) == shard);
+            let mut jobs = Vec::with_capacity(now.len());
             for &i in &now {
-                let event = &events[i];
-                let job = record::encode_job(now_ms(), 0, None, event).map_err(RedisError::from)?;
-                stream = self.keys(&event.lane(), shard).stream;
-                pipe.cmd("XADD").arg(&stream).arg("*").arg("j").arg(job);
+                let job = record::encode_job(now_ms(), 0, None, &events[i]);
+                jobs.push((&events[i], job.map_err(RedisError::from)?));
             }
-            let ids: Vec<String> = self.redis.query_pipe_replicated(&pipe, &stream).await?;
+            let ids = self.enqueue_shard(shard, &jobs).await?;
             for (&i, id) in now.iter().zip(&ids) {
-                seqs[i] = seq_of(id)?;
+                seqs[i] = if id.is_empty() { 0 } else { seq_of(id)? };
             }
             todo = later;
         }
@@ -164,37 +186,32 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        let keys = self.keys_of(&job.event.lane(), &job.event.id);
-        let mut pipe = redis::pipe();
-        self.settle(pipe.atomic(), &keys, job);
-        Ok(self.transact(&pipe).await?)
+        Ok(self.settle_job(job, Settle::Ack).await?)
     }
 
     /// Moves the job from the stream to the retry set in one transaction; a mover puts it back
-    /// into the stream once due (see `read`).
+    /// into the stream once due (see `read`). An ordered job keeps its key meanwhile.
     async fn retry(&self, job: &Job, at: SystemTime, error: &str) -> Result<(), QueueError> {
-        let (lane, due) = (job.event.lane(), to_ms(at));
-        let shard = self.redis.shard_of(&job.event.id);
-        let keys = self.keys(&lane, shard);
+        let due = to_ms(at);
         let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
             .map_err(RedisError::from)?;
         // The job's seq first makes the member unique even if two jobs encode alike.
         let member = [job.seq.to_be_bytes().as_slice(), &bytes].concat();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("ZADD")
-            .arg(&keys.retry)
-            .arg(due)
-            .arg(member)
-            .ignore();
-        self.settle(&mut pipe, &keys, job);
-        self.transact(&pipe).await?;
-        self.due_at(&lane, shard, due);
+        let how = Settle::Retry {
+            due,
+            member: &member,
+        };
+        self.settle_job(job, how).await?;
+        self.due_at(&job.event.lane(), self.shard_for(&job.event), due);
         Ok(())
     }
 
-    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
-        let keys = self.keys_of(&job.event.lane(), &job.event.id);
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &Failure,
+        on_dead: OnDead,
+    ) -> Result<(), QueueError> {
         let dead = DeadEvent {
             seq: job.seq,
             event: job.event.clone(),
@@ -202,33 +219,28 @@ impl Queue for RedisQueue {
             last_error: error.detail.clone(),
             died_at_ms: now_ms(),
             last_error_kind: error.kind,
+            holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
         };
         let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let id = &job.event.id;
-        pipe.cmd("HSET").arg(&keys.dead).arg(id).arg(bytes).ignore();
-        pipe.cmd("ZADD")
-            .arg(&keys.dead_order)
-            .arg(dead.died_at_ms)
-            .arg(id)
-            .ignore();
-        self.settle(&mut pipe, &keys, job);
-        Ok(self.transact(&pipe).await?)
+        let how = Settle::Dead {
+            dead: &dead,
+            bytes: &bytes,
+        };
+        Ok(self.settle_job(job, how).await?)
     }
 
-    /// Entries in the streams (waiting or leased: they leave when settled) plus retries.
+    /// Entries in the streams (waiting or leased: they leave when settled), retries, and
+    /// events held behind an earlier one of their key.
     async fn depth(&self, lane: &str) -> Result<usize, QueueError> {
         let mut depth = 0;
         for shard in self.shards() {
             let keys = self.keys(lane, shard);
             let mut pipe = redis::pipe();
-            pipe.cmd("XLEN")
-                .arg(&keys.stream)
-                .cmd("ZCARD")
-                .arg(&keys.retry);
-            let (stream, retry): (usize, usize) = self.redis.query_pipe(&pipe).await?;
-            depth += stream + retry;
+            pipe.cmd("XLEN").arg(&keys.stream);
+            pipe.cmd("ZCARD").arg(&keys.retry);
+            pipe.cmd("HLEN").arg(&keys.order_wait);
+            let (stream, retry, held): (usize, usize, usize) = self.redis.query_pipe(&pipe).await?;
+            depth += stream + retry + held;
         }
         Ok(depth)
     }
@@ -236,7 +248,9 @@ impl Queue for RedisQueue {
     async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
         let mut oldest: Option<u64> = None;
         for shard in self.shards() {
-            if let Some(at) = self.oldest_received(&self.keys(lane, shard)).await? {
+            let keys = self.keys(lane, shard);
+            let queued = self.oldest_received(&keys).await?;
+            for at in queued.into_iter().chain(self.oldest_held(&keys).await?) {
                 oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
         }
@@ -256,16 +270,24 @@ impl Queue for RedisQueue {
     }
 
     async fn dead_by_id(&self, lane: &str, id: &str) -> Result<Option<DeadEvent>, QueueError> {
-        let found = self.dead_one(&self.keys_of(lane, id), id).await?;
-        Ok(found.map(|(_, d)| d))
+        let found = self.find_dead(lane, id).await?;
+        Ok(found.map(|(_, _, d)| d))
     }
 
     async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
-        let keys = self.keys_of(lane, id);
-        let Some((raw, dead)) = self.dead_one(&keys, id).await? else {
+        let Some((keys, raw, dead)) = self.find_dead(lane, id).await? else {
             return Ok(false);
         };
         Ok(self.revive(&keys, &raw, &dead).await?)
+    }
+
+    /// One script per shard: the counts are kept by the scripts that change them.
+    async fn ordering(&self, lane: &str) -> Result<OrderStats, QueueError> {
+        let mut stats = OrderStats::default();
+        for shard in self.shards() {
+            order::merge(&mut stats, self.order_stats(&self.keys(lane, shard)).await?);
+        }
+        Ok(stats)
     }
 
     async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {
@@ -280,7 +302,10 @@ impl Queue for RedisQueue {
     }
 
     async fn purge(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
-        Ok(self.purge_one(&self.keys_of(lane, id), id).await?)
+        let Some((keys, _, dead)) = self.find_dead(lane, id).await? else {
+            return Ok(false);
+        };
+        Ok(self.purge_one(&keys, &dead).await?)
     }
 
     async fn purge_all(&self, lane: &str) -> Result<usize, QueueError> {

@@ -250,3 +250,67 @@ async fn a_slot_migrated_under_load_loses_nothing_and_refuses_nothing() {
     all_delivered(&sink, &accepted, Duration::from_secs(30)).await;
     gw.finish().await;
 }
+
+/// Ordered events with `wait_replicas = 1` on the cluster: the enqueue script is followed by a
+/// `WAIT` on the master of the key's slot, every event gets a 200, and each key's events reach
+/// the upstream in the order they were accepted, retries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_events_wait_for_replicas_and_keep_their_order() {
+    const KEYS: usize = 4;
+    const PER_KEY: usize = 10;
+    let sink = Sink::start().await;
+    sink.fail_first.store(6, Ordering::SeqCst);
+    let mut o = Opts::new(Store::Cluster, sink.url(""));
+    o.storage_extra = "wait_replicas = 1".into();
+    o.stripe_extra = r#"order_by = "header:x-order-key""#.into();
+    let gw = Gateway::start(o).await;
+    let senders = (0..KEYS).map(|k| {
+        let gw = &gw;
+        async move {
+            for i in 0..PER_KEY {
+                let id = format!("ord_{k}_{i:02}");
+                let body = stripe_body(&id);
+                let headers = [
+                    (
+                        "stripe-signature",
+                        stripe_header(STRIPE_SECRET, now(), &body),
+                    ),
+                    ("x-order-key", format!("key-{k}")),
+                ]
+                .map(|(n, v)| (n.to_owned(), v));
+                let (status, text) = gw.post("/webhooks/stripe", &headers, body).await;
+                assert_eq!(status, 200, "{id}: {text}");
+            }
+        }
+    });
+    futures_util::future::join_all(senders).await;
+    let ids = || -> Vec<String> {
+        let received = sink.received.lock().unwrap();
+        received
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "every event delivered",
+        async || ids().iter().collect::<HashSet<_>>().len() == KEYS * PER_KEY,
+    )
+    .await;
+    let seen = ids();
+    for k in 0..KEYS {
+        let mut firsts: Vec<&str> = Vec::new();
+        for id in seen
+            .iter()
+            .filter(|id| id.starts_with(&format!("ord_{k}_")))
+        {
+            if !firsts.contains(&id.as_str()) {
+                firsts.push(id);
+            }
+        }
+        let sent: Vec<String> = (0..PER_KEY).map(|i| format!("ord_{k}_{i:02}")).collect();
+        assert_eq!(firsts, sent, "key-{k} out of acceptance order");
+    }
+    gw.finish().await;
+}

@@ -93,7 +93,9 @@ fn assert_known(what: &str, expr: &str, known: &BTreeSet<String>) -> usize {
 #[tokio::test]
 async fn dashboard_and_alerts_name_only_exported_metrics() {
     let sink = Sink::start().await;
-    let gw = Gateway::start(Opts::new(Store::Embedded, sink.url(""))).await;
+    let mut o = Opts::new(Store::Embedded, sink.url(""));
+    o.stripe_extra = r#"order_by = "/id""#.into(); // exports the ordered-lane gauges
+    let gw = Gateway::start(o).await;
     assert_eq!(gw.post_stripe("evt_deploy").await.0, 200);
     sink.wait_for(1, Duration::from_secs(10)).await;
     // The delivery is counted just after the upstream answered.

@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod hmac_config;
 mod ingress;
 mod mtls;
+mod ordering;
 mod process;
 mod redis_outage;
 mod reload;

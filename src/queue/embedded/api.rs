@@ -8,10 +8,11 @@ use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
 use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use crate::config::OnDead;
 use crate::deliver::Failure;
 use crate::embedded::{Durable, QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
-use crate::queue::{AttemptRecord, DeadEvent, Event, Job, Queue, QueueError, record};
+use crate::queue::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
 
 impl Queue for EmbeddedQueue {
     async fn enqueue(&self, event: Event) -> Result<u64, QueueError> {
@@ -29,7 +30,11 @@ impl Queue for EmbeddedQueue {
             jobs.push((event.lane(), self.next_seq(), bytes));
         }
         let seqs: Vec<u64> = jobs.iter().map(|j| j.1).collect();
-        let keys: Vec<(String, u64)> = jobs.iter().map(|j| (j.0.clone(), j.1)).collect();
+        let keys: Vec<(String, u64, Option<String>)> = jobs
+            .iter()
+            .zip(&events)
+            .map(|(j, e)| (j.0.clone(), j.1, e.order_key.clone()))
+            .collect();
         let (tx, rx) = oneshot::channel();
         let schedule = Arc::clone(&self.schedule);
         let lines = self.history.take();
@@ -40,8 +45,10 @@ impl Queue for EmbeddedQueue {
         };
         let then = move |result: Result<(), StorageError>| {
             if result.is_ok() {
-                keys.iter()
-                    .for_each(|(lane, seq)| schedule.insert(lane, due, *seq));
+                // In seq order, so a key's chain is in order of acceptance.
+                keys.iter().for_each(|(lane, seq, key)| {
+                    schedule.insert(lane, due, *seq, key.as_deref());
+                });
             }
             let _ = tx.send(result);
         };
@@ -94,19 +101,28 @@ impl Queue for EmbeddedQueue {
             .map_err(StorageError::from)?;
         let key = lane.clone();
         let write = move |txn: &WriteTransaction| put_job(txn, &key, seq, &bytes);
-        let after = move |s: &Schedule, _: Option<&()>| s.insert(&lane, due, seq);
+        let after = move |s: &Schedule, _: Option<&()>| s.insert(&lane, due, seq, None);
         // Lost in a crash, the job keeps its previous record: due at once, one attempt fewer.
         Ok(self.write_then(Durable::Later, write, after).await?)
     }
 
-    async fn dead_letter(&self, job: &Job, error: &Failure) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        error: &Failure,
+        on_dead: OnDead,
+    ) -> Result<(), QueueError> {
+        let holds_key = on_dead == OnDead::Block && job.event.order_key.is_some();
         let dead = DeadEvent {
-            seq: self.next_seq(),
+            // One that holds its key is filed under its job's seq: a replay queues it under
+            // that seq again, ahead of the key's later events, in memory and after a restart.
+            seq: if holds_key { job.seq } else { self.next_seq() },
             event: job.event.clone(),
             attempts: job.attempts + 1,
             last_error: error.detail.clone(),
             died_at_ms: now_ms(),
             last_error_kind: error.kind,
+            holds_key,
         };
         Ok(self.move_to_dead(job, dead).await?)
     }
@@ -132,6 +148,10 @@ impl Queue for EmbeddedQueue {
     async fn replay(&self, lane: &str, id: &str) -> Result<bool, QueueError> {
         let dead = self.dead_one(lane, id)?.into_iter().collect();
         Ok(self.revive(lane, dead).await? > 0)
+    }
+
+    async fn ordering(&self, lane: &str) -> Result<OrderStats, QueueError> {
+        Ok(self.schedule.ordering(lane))
     }
 
     async fn replay_all(&self, lane: &str) -> Result<usize, QueueError> {

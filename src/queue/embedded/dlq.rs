@@ -66,11 +66,15 @@ impl EmbeddedQueue {
         let bytes = record::encode_dead(&dead)?;
         let (lane, seq, id) = (job.event.lane(), job.seq, job.event.id.clone());
         let key = lane.clone();
+        let hold = dead.holds_key.then(|| (id.clone(), dead.died_at_ms));
         let write = move |txn: &WriteTransaction| {
             txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
             put_dead(txn, &key, &id, dead.seq, &bytes)
         };
-        let after = move |s: &Schedule, ok: Option<&()>| settle(s, &lane, seq, ok.is_some());
+        let after = move |s: &Schedule, ok: Option<&()>| match (ok, hold) {
+            (Some(()), Some((id, since))) => s.remove_blocking(&lane, seq, &id, since),
+            (ok, _) => settle(s, &lane, seq, ok.is_some()),
+        };
         // Durable before it is reported, although a crash would only put the job back in the
         // queue: an operator reads the DLQ, and a dead letter that vanishes on a restart (its
         // lane maybe gone from the config) misleads. Rare enough that its fsync costs nothing.
@@ -79,6 +83,7 @@ impl EmbeddedQueue {
 
     /// Puts `dead` back at the tail of `lane` with attempts reset and the same event ids, in
     /// one transaction; skips any that were purged or replayed meanwhile. Durable when Ok.
+    /// One that held its key goes back under its old seq, first of its key, and frees the key.
     pub(super) async fn revive(
         &self,
         lane: &str,
@@ -89,44 +94,53 @@ impl EmbeddedQueue {
         // Encoded here: the writer only moves bytes, so a bad record cannot fail a batch.
         for d in dead {
             let bytes = record::encode_job(due, 0, None, &d.event)?;
-            moves.push((d.event.id, d.seq, self.next_seq(), bytes));
+            let seq = if d.holds_key { d.seq } else { self.next_seq() };
+            let key = d.event.order_key;
+            moves.push((d.event.id, d.seq, seq, bytes, key, d.holds_key));
         }
-        let key = lane.to_owned();
+        let lane_key = lane.to_owned();
         let write = move |txn: &WriteTransaction| {
             let mut moved = Vec::new();
-            for (id, dead_seq, seq, bytes) in &moves {
-                if take_dead(txn, &key, id, *dead_seq)? {
-                    put_job(txn, &key, *seq, bytes)?;
-                    moved.push(*seq);
+            for (id, dead_seq, seq, bytes, key, holds) in moves {
+                if take_dead(txn, &lane_key, &id, dead_seq)? {
+                    put_job(txn, &lane_key, seq, &bytes)?;
+                    moved.push((seq, key, holds));
                 }
             }
             Ok(moved)
         };
         let lane = lane.to_owned();
         // Scheduled on the writer thread, so a cancelled caller cannot strand the jobs.
-        let after = move |s: &Schedule, moved: Option<&Vec<u64>>| {
-            moved
-                .into_iter()
-                .flatten()
-                .for_each(|seq| s.insert(&lane, due, *seq));
+        let after = move |s: &Schedule, moved: Option<&Vec<(u64, Option<String>, bool)>>| {
+            for (seq, key, holds) in moved.into_iter().flatten() {
+                s.insert(&lane, due, *seq, key.as_deref());
+                if let (Some(key), true) = (key, holds) {
+                    s.unblock(&lane, key);
+                }
+            }
         };
         Ok(self.write_then(Durable::Now, write, after).await?.len())
     }
 
     /// Deletes the dead event `id` of `lane`; false if there was none. Durable when Ok.
+    /// One that held its key releases it.
     pub(super) async fn purge_one(&self, lane: &str, id: &str) -> Result<bool, StorageError> {
-        let (key, id) = (lane.to_owned(), id.to_owned());
-        let write = move |txn: &WriteTransaction| {
-            let seq = txn
-                .open_table(DEAD_IDS)?
-                .get((key.as_str(), id.as_str()))?
-                .map(|g| g.value());
-            match seq {
-                Some(seq) => take_dead(txn, &key, &id, seq),
-                None => Ok(false),
+        // Read first for its key; `take_dead` checks it is still the one filed.
+        let Some(dead) = self.dead_one(lane, id)? else {
+            return Ok(false);
+        };
+        let (key, id, seq) = (lane.to_owned(), id.to_owned(), dead.seq);
+        let write = move |txn: &WriteTransaction| take_dead(txn, &key, &id, seq);
+        let (lane, hold) = (
+            lane.to_owned(),
+            dead.event.order_key.filter(|_| dead.holds_key),
+        );
+        let after = move |s: &Schedule, taken: Option<&bool>| {
+            if let (Some(true), Some(key)) = (taken, &hold) {
+                s.unblock(&lane, key);
             }
         };
-        self.db.write(write).await
+        self.write_then(Durable::Now, write, after).await
     }
 
     /// Deletes every dead event of `lane`; returns how many. Durable when Ok.
@@ -154,7 +168,14 @@ impl EmbeddedQueue {
             }
             Ok(removed)
         };
-        self.db.write(write).await
+        let lane = lane.to_owned();
+        // Every dead letter of the lane is gone, so none holds a key any more.
+        let after = move |s: &Schedule, ok: Option<&usize>| {
+            if ok.is_some() {
+                s.unblock_all(&lane);
+            }
+        };
+        self.write_then(Durable::Now, write, after).await
     }
 }
 

@@ -2,10 +2,11 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 pub(super) use crate::queue::testing::{attempt, event, nothing_for, recv};
-use crate::queue::{Event, Queue, QueueError};
+use crate::queue::{Event, OrderStats, Queue, QueueError};
 
 mod dlq;
 mod history;
+mod order;
 
 pub(super) fn open(dir: &tempfile::TempDir) -> EmbeddedQueue {
     EmbeddedQueue::open(Db::open(dir.path()).unwrap()).unwrap()
@@ -198,6 +199,7 @@ fn fanned(route: &str, id: &str, upstream: &str) -> Event {
     Event {
         upstream: Some(upstream.into()),
         traceparent: None,
+        order_key: None,
         ..event(route, id)
     }
 }

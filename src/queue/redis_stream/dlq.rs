@@ -46,8 +46,27 @@ impl RedisQueue {
         raw.map(decode_dead).transpose()
     }
 
+    /// The dead letter of event `id` of `lane` and the keys of its shard. An ordered event
+    /// died on its key's shard, which the id does not tell: the id's shard is asked first,
+    /// then the others (an admin lookup, at most `storage.shards` reads).
+    pub(super) async fn find_dead(
+        &self,
+        lane: &str,
+        id: &str,
+    ) -> Result<Option<(Keys, Vec<u8>, DeadEvent)>, RedisError> {
+        let home = self.redis.shard_of(id);
+        let others = self.shards().filter(|&s| s != home);
+        for shard in std::iter::once(home).chain(others) {
+            let keys = self.keys(lane, shard);
+            if let Some((raw, dead)) = self.dead_one(&keys, id).await? {
+                return Ok(Some((keys, raw, dead)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Moves a dead letter back into the stream (attempts reset), unless it changed since it
-    /// was read as `raw`. True if moved.
+    /// was read as `raw`. True if moved. An ordered one goes back into its key's order.
     pub(super) async fn revive(
         &self,
         keys: &Keys,
@@ -55,6 +74,9 @@ impl RedisQueue {
         dead: &DeadEvent,
     ) -> Result<bool, RedisError> {
         let job = record::encode_job(now_ms(), 0, None, &dead.event)?;
+        if let Some(key) = &dead.event.order_key {
+            return self.revive_ordered(keys, raw, dead, key, &job).await;
+        }
         let mut conn = self.redis.conn();
         let mut call = scripts::REVIVE.key(&keys.dead);
         call.key(&keys.dead_order).key(&keys.stream);
@@ -63,25 +85,22 @@ impl RedisQueue {
         Ok(moved == 1)
     }
 
-    /// Deletes the dead letter of event `id`; true if there was one.
-    pub(super) async fn purge_one(&self, keys: &Keys, id: &str) -> Result<bool, RedisError> {
+    /// Deletes the dead letter `dead`; true if it was still there. One that blocks its key
+    /// releases it.
+    pub(super) async fn purge_one(
+        &self,
+        keys: &Keys,
+        dead: &DeadEvent,
+    ) -> Result<bool, RedisError> {
+        let id = &dead.event.id;
+        if let Some(key) = &dead.event.order_key {
+            return self.purge_ordered(keys, id, key).await;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("HDEL").arg(&keys.dead).arg(id);
         pipe.cmd("ZREM").arg(&keys.dead_order).arg(id).ignore();
         let (removed,): (i64,) = self.redis.query_pipe(&pipe).await?;
         Ok(removed > 0)
-    }
-
-    /// Deletes every dead letter of the lane; returns how many.
-    pub(super) async fn purge_lane(&self, keys: &Keys) -> Result<usize, RedisError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("HLEN").arg(&keys.dead);
-        pipe.cmd("DEL")
-            .arg(&keys.dead)
-            .arg(&keys.dead_order)
-            .ignore();
-        let (count,): (usize,) = self.redis.query_pipe(&pipe).await?;
-        Ok(count)
     }
 
     /// Prepends one attempt and trims the shard's list to its share of `HISTORY_MAX`, in one

@@ -3,6 +3,7 @@
 
 mod dlq;
 mod lease;
+mod order;
 mod shards;
 
 use std::time::{Duration, SystemTime};
@@ -76,6 +77,7 @@ async fn enqueue_all_fills_every_lane_of_a_fan_out() {
     let lanes = ["a", "b"].map(|u| Event {
         upstream: Some(u.into()),
         traceparent: None,
+        order_key: None,
         ..event("r", "e")
     });
     let seqs = q.enqueue_all(lanes.to_vec()).await.unwrap();

@@ -1,15 +1,20 @@
 //! Dead letters: newest first, by id, replay and purge.
 
 use super::*;
+use crate::config::OnDead;
 use crate::deliver::{ErrorKind, Failure};
 
 /// Enqueues `id` on `lane` "r", leases it and dead-letters it.
 async fn kill(q: &EmbeddedQueue, id: &str, error: &str) -> Job {
     q.enqueue(event("r", id)).await.unwrap();
     let job = recv(q, "r").await;
-    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, error))
-        .await
-        .unwrap();
+    q.dead_letter(
+        &job,
+        &Failure::new(ErrorKind::Status5xx, error),
+        OnDead::Release,
+    )
+    .await
+    .unwrap();
     job
 }
 
@@ -100,14 +105,19 @@ async fn dead_letters_of_other_lanes_are_untouched() {
     q.enqueue(Event {
         upstream: Some("u".into()),
         traceparent: None,
+        order_key: None,
         ..event("r", "a")
     })
     .await
     .unwrap();
     let job = recv(&q, "r/u").await;
-    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, "y"))
-        .await
-        .unwrap();
+    q.dead_letter(
+        &job,
+        &Failure::new(ErrorKind::Status5xx, "y"),
+        OnDead::Release,
+    )
+    .await
+    .unwrap();
     assert_eq!(q.purge_all("r").await.unwrap(), 1);
     let other = q.dead_by_id("r/u", "a").await.unwrap().expect("kept");
     assert_eq!(other.last_error, "y");

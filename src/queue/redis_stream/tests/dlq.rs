@@ -1,6 +1,7 @@
 //! Dead letters, history and age in Redis.
 
 use super::*;
+use crate::config::OnDead;
 use crate::deliver::{ErrorKind, Failure};
 use crate::queue::HISTORY_MAX;
 
@@ -8,9 +9,13 @@ use crate::queue::HISTORY_MAX;
 async fn kill(q: &RedisQueue, id: &str, error: &str) {
     q.enqueue(event("r", id)).await.unwrap();
     let job = recv(q, "r").await;
-    q.dead_letter(&job, &Failure::new(ErrorKind::Status5xx, error))
-        .await
-        .unwrap();
+    q.dead_letter(
+        &job,
+        &Failure::new(ErrorKind::Status5xx, error),
+        OnDead::Release,
+    )
+    .await
+    .unwrap();
     // Distinct death times, so "newest first" is well defined.
     tokio::time::sleep(Duration::from_millis(3)).await;
 }

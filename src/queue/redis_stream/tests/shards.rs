@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::*;
+use crate::config::OnDead;
 
 const SHARDS: u32 = 4;
 
@@ -57,7 +58,7 @@ async fn every_shard_is_read_and_whole_lane_reads_merge_them() {
     q.ack(&again).await.unwrap();
     for job in &rest[..10] {
         let gone = crate::deliver::Failure::new(crate::deliver::ErrorKind::Timeout, "gone");
-        q.dead_letter(job, &gone).await.unwrap();
+        q.dead_letter(job, &gone, OnDead::Release).await.unwrap();
         q.record_attempt("r", attempt(&job.event.id, 1))
             .await
             .unwrap();
