@@ -41,6 +41,8 @@ struct Base {
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     /// With `server.tls.acme`: the ingress certificate, for `/readyz`.
     certificate: Option<Arc<server::acme::CertResolver>>,
+    /// The console's charts: sampled counters, kept across reloads.
+    timeseries: Arc<admin::timeseries::TimeSeries>,
 }
 
 impl Base {
@@ -67,7 +69,12 @@ impl Base {
         }
     }
 
-    fn admin(&self, config: &Config, lanes: Arc<deliver::Lanes>) -> admin::Admin {
+    fn admin(
+        &self,
+        config: &Config,
+        lanes: Arc<deliver::Lanes>,
+        ingress: &Arc<ArcSwap<ingest::Ingress>>,
+    ) -> admin::Admin {
         admin::Admin {
             token: config.admin.token.clone(),
             metrics: self.metrics.clone(),
@@ -76,6 +83,8 @@ impl Base {
             routes: config.routes.iter().map(|r| r.name.clone()).collect(),
             shutdown: self.shutdown.clone(),
             certificate: self.certificate.clone(),
+            ingress: ingress.clone(),
+            timeseries: self.timeseries.clone(),
         }
     }
 }
@@ -122,22 +131,29 @@ pub async fn run(
         known: deliver::KnownLanes::default(),
         telemetry: crate::telemetry::start(config.telemetry.as_ref())?,
         certificate: acme.as_ref().map(|a| a.resolver()),
+        timeseries: Arc::default(),
     };
     note_cert_expiry(&base.metrics, &config);
     let configured = Arc::new(base.known.lanes(&config.routes));
-    let admin = Arc::new(ArcSwap::from_pointee(base.admin(&config, configured)));
     let ingress = Arc::new(ArcSwap::from_pointee(base.ingress(&config)));
+    let admin = base.admin(&config, configured, &ingress);
+    let admin = Arc::new(ArcSwap::from_pointee(admin));
     let (admin_task, ingress_task) =
         serve(&config, listeners, &admin, &ingress, tls.clone(), &shutdown);
     tasks.push(admin_task);
     tasks.push(ingress_task);
     tasks.push(spawn_housekeeping(ingress.clone(), shutdown.clone()));
+    tasks.push(admin::timeseries::spawn(admin.clone(), shutdown.clone()));
     if let Some(acme) = acme {
         tasks.push(acme.spawn(base.metrics.clone(), shutdown.clone()));
     }
     // Listing the stored lanes may take a while (a SCAN on Redis): ingress is already up.
     let mut delivery = Delivery::start(&config, &base).await;
-    admin.store(Arc::new(base.admin(&config, delivery.lanes.clone())));
+    admin.store(Arc::new(base.admin(
+        &config,
+        delivery.lanes.clone(),
+        &ingress,
+    )));
 
     let mut current = config;
     let mut stopping = shutdown.clone();
@@ -150,8 +166,8 @@ pub async fn run(
                 }
                 note_cert_expiry(&base.metrics, &next);
                 let fresh = Arc::new(base.known.lanes(&next.routes));
-                admin.store(Arc::new(base.admin(&next, fresh.clone())));
                 ingress.store(Arc::new(base.ingress(&next)));
+                admin.store(Arc::new(base.admin(&next, fresh.clone(), &ingress)));
                 let grace = current.server.shutdown_grace;
                 current = next;
                 if !delivery.hand_over(&current, fresh, &base, grace).await {

@@ -15,7 +15,7 @@
 //!   the retry schedule
 //! - `gateway`  — wiring: storage, listeners, workers; SIGHUP retires a generation of workers
 //!   before the next starts; one shutdown deadline
-//! - `admin`    — health, readiness, metrics and the admin API
+//! - `admin`    — health, readiness, metrics, the admin API, its time series and the web console (docs/console.md)
 //! - `metrics`  — Prometheus counters
 //! - `shutdown` — signals → the shutdown watch
 //! - `telemetry` — OpenTelemetry spans per webhook and per attempt, exported over OTLP/HTTP

@@ -89,6 +89,9 @@ pub struct RouteCounts {
     pub delivered: u64,
     pub retried: u64,
     pub dead: u64,
+    /// Answered requests by reason code (`accepted`, `bad_signature`, …): a closed set of codes,
+    /// so the map stays small.
+    pub reasons: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Metrics {
@@ -190,11 +193,14 @@ impl Metrics {
             reason: reason.into(),
         };
         self.requests.get_or_create(&labels).inc();
-        self.count(route, |c| match (status, reason) {
-            (200, "duplicate") => c.duplicate += 1,
-            (200, _) => c.accepted += 1,
-            (503, _) => c.unavailable += 1,
-            _ => c.refused += 1,
+        self.count(route, |c| {
+            match (status, reason) {
+                (200, "duplicate") => c.duplicate += 1,
+                (200, _) => c.accepted += 1,
+                (503, _) => c.unavailable += 1,
+                _ => c.refused += 1,
+            }
+            *c.reasons.entry(reason.to_owned()).or_default() += 1;
         });
     }
 
@@ -207,6 +213,14 @@ impl Metrics {
     pub fn route_counters(&self, route: &str) -> serde_json::Value {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         serde_json::to_value(counts.get(route).cloned().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Every route's totals, for the time series sampler.
+    pub fn all_route_counts(&self) -> HashMap<String, RouteCounts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sets a lane's suspension gauge.
@@ -281,5 +295,28 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_totals_count_requests_by_reason() {
+        let m = Metrics::new();
+        m.request("stripe", 200, "accepted");
+        m.request("stripe", 200, "duplicate");
+        m.request("stripe", 401, "bad_signature");
+        m.request("stripe", 401, "bad_signature");
+        m.delivery("stripe", "dead", Some(ErrorKind::Status5xx), 0.01);
+        let v = m.route_counters("stripe");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["refused"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(v["reasons"]["bad_signature"], 2);
+        assert_eq!(v["reasons"]["duplicate"], 1);
+        assert_eq!(m.all_route_counts()["stripe"].dead, 1);
     }
 }

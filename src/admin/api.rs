@@ -11,11 +11,27 @@ use hyper::Response;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::{Admin, routes};
+use super::{Admin, routes, send_test};
 use crate::deliver::LaneState;
 use crate::deliver::{ErrorKind, Fault};
 use crate::ingest::error;
 use crate::queue::{AttemptRecord, DeadEvent, Queue, QueueError};
+
+/// How much of a dead event's body `GET /admin/dlq/R/ID` shows.
+const BODY_SHOWN: usize = 64 << 10;
+
+/// Header names that hint at a credential (or a signature, which proves nothing once the event
+/// is verified but could help a replay): shown as `***`, never as their value.
+const MASKED: &[&str] = &[
+    "auth",
+    "cookie",
+    "token",
+    "secret",
+    "key",
+    "password",
+    "signature",
+    "session",
+];
 
 /// Default and maximum `limit` of list calls.
 const DEFAULT_LIMIT: usize = 100;
@@ -37,6 +53,8 @@ pub(super) async fn handle(admin: &Admin, method: &Method, uri: &Uri) -> Respons
     let q = Query::parse(uri.query());
     let answer = match (method, segs.as_slice()) {
         (&Method::GET, ["routes"]) => routes::routes(admin).await,
+        (&Method::POST, ["routes", r, "send-test"]) => send_test::send_test(admin, r).await,
+        (&Method::GET, ["timeseries"]) => Ok(admin.timeseries.to_json()),
         (&Method::GET, ["dlq"]) => dlq_list(admin, &q).await,
         (&Method::GET, ["dlq", r, id]) => dlq_show(admin, r, id).await,
         (&Method::POST, ["dlq", r, id, "replay"]) => {
@@ -170,6 +188,15 @@ async fn dlq_show(admin: &Admin, route: &str, id: &str) -> Answer {
             let mut v = dead_json(l, &d, attempts.first().and_then(|a| a.status));
             v["attempts_detail"] = attempts.iter().map(attempt_json).collect();
             v["content_type"] = json!(header_of(&d, "content-type"));
+            v["headers"] = d.event.headers.iter().map(|(n, v)| masked(n, v)).collect();
+            v["received_at"] = json!(rfc3339(d.event.received_at_ms));
+            v["event_type"] = json!(d.event.event_type);
+            let shown = &d.event.body[..d.event.body.len().min(BODY_SHOWN)];
+            v["body"] = json!(String::from_utf8_lossy(shown));
+            v["body_bytes"] = json!(d.event.body.len());
+            v["body_truncated"] = json!(shown.len() < d.event.body.len());
+            // A cut can split a character: only the untruncated body can fail to be UTF-8.
+            v["body_utf8"] = json!(std::str::from_utf8(&d.event.body).is_ok());
             return Ok(v);
         }
     }
@@ -259,6 +286,15 @@ fn attempt_json(a: &AttemptRecord) -> Value {
     })
 }
 
+/// A stored header as `{name, value}`, its value masked when the name hints at a secret.
+fn masked(name: &str, value: &[u8]) -> Value {
+    let lower = name.to_ascii_lowercase();
+    match MASKED.iter().any(|m| lower.contains(m)) {
+        true => json!({ "name": name, "value": "***", "masked": true }),
+        false => json!({ "name": name, "value": String::from_utf8_lossy(value) }),
+    }
+}
+
 fn header_of<'a>(d: &'a DeadEvent, name: &str) -> Option<Cow<'a, str>> {
     d.event
         .headers
@@ -271,4 +307,30 @@ fn header_of<'a>(d: &'a DeadEvent, name: &str) -> Option<Cow<'a, str>> {
 pub(super) fn rfc3339(ms: u64) -> String {
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_that_may_hold_a_secret_are_masked() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "x-api-key",
+            "stripe-signature",
+            "x-auth-token",
+            "x-shopify-hmac-sha256-secret",
+        ] {
+            let v = masked(name, b"s3cr3t");
+            assert_eq!(v["value"], "***", "{name}");
+            assert_eq!(v["masked"], true);
+        }
+        let v = masked("content-type", b"application/json");
+        assert_eq!(
+            v,
+            json!({ "name": "content-type", "value": "application/json" })
+        );
+    }
 }

@@ -2,10 +2,14 @@
 //! JSON API of README.md, "Operations", behind `Authorization: Bearer <token>` (the CLI uses it too).
 
 mod api;
+mod console;
 mod routes;
+mod send_test;
+pub mod timeseries;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
@@ -15,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::Secret;
 use crate::deliver::Lanes;
+use crate::ingest::Ingress;
 use crate::ingest::error::json;
 use crate::metrics::Metrics;
 use crate::queue::{Backend, Queue};
@@ -32,6 +37,10 @@ pub struct Admin {
     pub shutdown: watch::Receiver<bool>,
     /// With `server.tls.acme`: until it holds a certificate the ingress refuses TLS.
     pub certificate: Option<Arc<CertResolver>>,
+    /// The ingress in force, through which `send-test` posts its signed sample.
+    pub ingress: Arc<ArcSwap<Ingress>>,
+    /// The sampled counters of `GET /admin/timeseries` (kept across reloads).
+    pub timeseries: Arc<timeseries::TimeSeries>,
 }
 
 impl Admin {
@@ -46,6 +55,12 @@ impl Admin {
             ),
             (&Method::GET, "/readyz") => self.readiness().await,
             (&Method::GET, "/metrics") => self.metrics_text().await,
+            // The console's login probe: a wrong token is a 200 too, so a browser logs no error.
+            (&Method::GET, "/admin/session") => json(
+                StatusCode::OK,
+                format!(r#"{{"authorized":{}}}"#, self.authorized(&req)),
+            ),
+            (&Method::GET, p) if self.token.is_some() && console::serves(p) => console::asset(p),
             (_, p) if p.starts_with("/admin/") => {
                 if !self.authorized(&req) {
                     return json(

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use hookgate::config::Config;
+use hookgate::ingest::sample::TestEvent;
 
 use super::trust::Trust;
 
@@ -28,16 +29,11 @@ pub async fn send_test(c: &Config, opts: SendTest) -> anyhow::Result<()> {
         .iter()
         .find(|r| r.name == route)
         .with_context(|| format!("no route named {route:?}"))?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let id = format!("evt_test_{:016x}", rand::random::<u64>());
     let body = match &opts.payload {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        None => serde_json::json!({ "id": id, "type": "hookgate.test", "created": now, "data": { "object": { "hello": "world" } } })
-            .to_string()
-            .into_bytes(),
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
     };
+    let event = TestEvent::new(r, body.map(bytes::Bytes::from), SystemTime::now());
     let scheme_str = if c.server.tls.is_some() {
         "https"
     } else {
@@ -50,11 +46,7 @@ pub async fn send_test(c: &Config, opts: SendTest) -> anyhow::Result<()> {
             r.path
         )
     });
-    let mut req = http::Request::post(&url).header("content-type", "application/json");
-    for (n, v) in r.scheme.sign(&body, &id, now).iter() {
-        req = req.header(n, v);
-    }
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+    let req = event.request(&url)?;
     let client = client(c, &opts)?;
     let attempt = hookgate::deliver::forward::send(&client, req, Duration::from_secs(30)).await;
     match attempt.status {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::IngestError;
@@ -72,9 +72,9 @@ impl Reserved {
 /// Reads the whole body: refused up front when `Content-Length` is over `max`, cut off when a
 /// streamed body grows past it, bounded in time so a slow sender cannot hold memory for long, and
 /// reserved from `budget`. The reservation must be kept as long as the body is.
-pub async fn read_body(
+pub async fn read_body<B: Body<Data = Bytes> + Unpin>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: B,
     max: u64,
     timeout: Duration,
     budget: &Budget,
@@ -96,8 +96,8 @@ pub async fn read_body(
 }
 
 /// Collects the frames into one buffer whose capacity is always reserved in `held`.
-async fn collect(
-    mut body: Incoming,
+async fn collect<B: Body<Data = Bytes> + Unpin>(
+    mut body: B,
     max: u64,
     budget: &Budget,
     held: &mut Reserved,

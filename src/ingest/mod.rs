@@ -10,6 +10,7 @@ pub mod client_cert;
 pub mod error;
 pub mod limit;
 pub mod route;
+pub mod sample;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::{Request, Response};
 use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
@@ -80,12 +81,16 @@ enum Answer {
 }
 
 impl Ingress {
-    /// Runs the pipeline for one request and logs one line about it.
-    pub async fn handle(
+    /// Runs the pipeline for one request and logs one line about it. Generic over the body so
+    /// the admin's test event (`POST /admin/routes/{route}/send-test`) takes the same path.
+    pub async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
         let started = Instant::now();
         let mut log = LogFields::default();
         let span = self
@@ -120,12 +125,15 @@ impl Ingress {
         resp
     }
 
-    async fn pipeline(
+    async fn pipeline<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
         log: &mut LogFields,
-    ) -> Result<Answer, IngestError> {
+    ) -> Result<Answer, IngestError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
         let route = self.routes.find(&req).ok_or(IngestError::NotFound)?.clone();
         log.route = Some(route.cfg.name.clone());
         if req.method() != Method::POST {
@@ -165,10 +173,10 @@ impl Ingress {
     }
 
     /// Allow-list, client certificate, then rate limit: the cheap checks before any body byte is read.
-    fn admit(
+    fn admit<B>(
         &self,
         route: &RouteState,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         peer: SocketAddr,
     ) -> Result<(), IngestError> {
         let ip = limit::client_ip(peer, req.headers(), &self.trusted_proxies);

@@ -5,6 +5,7 @@ mod body_budget;
 mod cluster;
 mod config_check;
 mod config_files;
+mod console;
 mod delivery;
 mod deploy;
 mod disk_full;
