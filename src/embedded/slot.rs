@@ -83,6 +83,9 @@ impl Slot {
         // among them: they go back before anyone reads or writes.
         {
             let mut wal = self.wal();
+            if let Err(e) = wal.release_reserve() {
+                tracing::warn!(error = %e, "could not release the write-ahead log's reserve");
+            }
             let records = wal.reread().map_err(|e| StorageError::Io(Arc::new(e)))?;
             replay(&db, &mut wal, records)?;
         }

@@ -91,6 +91,16 @@ impl Wal {
         records
     }
 
+    /// Gives the preallocated zeros back to the file system, keeping every record of the current
+    /// generation (older ones are checkpointed). Called before the replay of a reopen: the fault
+    /// behind it is most often a full disk, and the replay's commit needs room for the jobs the
+    /// reopen undid. Without this, those 4 MiB could be exactly what a full disk lacks, and the
+    /// store would never recover; the log then grows as it goes until the next start.
+    pub(super) fn release_reserve(&mut self) -> io::Result<()> {
+        let at = self.file.stream_position()?;
+        self.file.set_len(at)
+    }
+
     /// The generation a checkpoint now covers.
     pub(super) fn generation(&self) -> u64 {
         self.generation
