@@ -8,6 +8,7 @@ mod error;
 mod private;
 mod slot;
 mod sweep;
+mod wal;
 mod writer;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use error::StorageError;
 
 use crate::metrics::StorageErrors;
 use slot::Slot;
+pub(crate) use wal::Put;
 pub(crate) use writer::Durable;
 use writer::{Call, Op};
 
@@ -40,6 +42,8 @@ pub(crate) const DEAD_IDS: TableDefinition<(&str, &str), u64> = TableDefinition:
 pub(crate) const HISTORY: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("history");
 /// Small counters that must survive a restart (the last sequence number handed out).
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Key in `META` of the highest sequence number ever stored (jobs and dead letters).
+pub(crate) const LAST_SEQ: &str = "last_seq";
 
 /// File name of the database inside the data directory.
 const FILE_NAME: &str = "hookgate.redb";
@@ -126,6 +130,12 @@ impl Db {
     /// Number of those commits that were fsync'd.
     pub fn syncs(&self) -> u64 {
         self.inner.counts.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Number of batches made durable by a write-ahead log append (an fdatasync of the log)
+    /// rather than by an fsync'd commit.
+    pub fn logged(&self) -> u64 {
+        self.inner.counts.logged.load(Ordering::Relaxed)
     }
 
     /// Whether writes commit: false from a failed commit on the file (a full disk) until the
@@ -229,14 +239,21 @@ impl Db {
         sent.map_err(refused)
     }
 
-    /// Like [`Db::submit`], but refuses with `Busy` instead of waiting when the writer is behind.
-    pub(crate) fn try_submit<T, F, C>(&self, f: F, then: C) -> Result<(), StorageError>
+    /// Like [`Db::submit`] of a durable write, but refuses with `Busy` instead of waiting when
+    /// the writer is behind. `f` must store exactly the jobs in `redo` (an enqueue): the
+    /// write-ahead log then makes it durable in place of an fsync'd commit.
+    pub(crate) fn try_submit_logged<T, F, C>(
+        &self,
+        redo: Vec<Put>,
+        f: F,
+        then: C,
+    ) -> Result<(), StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
         C: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let op: Op = Box::new(Call::new(Durable::Now, f, then));
+        let op: Op = Box::new(Call::logged(redo, f, then));
         let sender = match self.sender() {
             Ok(sender) => sender,
             Err(e) => return Err(refused((op, e))),

@@ -6,17 +6,22 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 use tokio::sync::watch;
 
-use super::{StorageError, create_tables};
+use super::wal::{CHECKPOINTED, Wal};
+use super::{LAST_SEQ, META, QUEUE, StorageError, create_tables};
 use crate::metrics::StorageErrors;
 
 /// The database file, its open handle (absent while being reopened) and the storage health.
 pub(super) struct Slot {
     db: RwLock<Option<Database>>,
+    /// The write-ahead log of enqueues; its records are put back into every database opened.
+    wal: Mutex<Wal>,
     path: PathBuf,
     cache_bytes: usize,
     /// True while writes commit; false from a failed commit until a probe commit succeeds.
@@ -28,11 +33,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// Opens (or creates) the file at `path` and its tables.
+    /// Opens (or creates) the file at `path` and its tables, and the write-ahead log beside it,
+    /// whose records not yet checkpointed go back into the database first.
     pub(super) fn open(path: PathBuf, cache_bytes: usize) -> Result<Arc<Slot>, StorageError> {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let (mut wal, records) = Wal::open(dir).map_err(|e| StorageError::Io(Arc::new(e)))?;
         let db = open_db(&path, cache_bytes)?;
+        replay(&db, &mut wal, records)?;
         Ok(Arc::new(Slot {
             db: RwLock::new(Some(db)),
+            wal: Mutex::new(wal),
             path,
             cache_bytes,
             healthy: watch::Sender::new(true),
@@ -69,6 +79,16 @@ impl Slot {
             tracing::debug!(error = %e, "closing the failed database");
         }
         let db = open_db(&self.path, self.cache_bytes)?;
+        // The reopened file lost every commit not fsync'd, enqueues made durable by the log
+        // among them: they go back before anyone reads or writes.
+        {
+            let mut wal = self.wal();
+            if let Err(e) = wal.release_reserve() {
+                tracing::warn!(error = %e, "could not release the write-ahead log's reserve");
+            }
+            let records = wal.reread().map_err(|e| StorageError::Io(Arc::new(e)))?;
+            replay(&db, &mut wal, records)?;
+        }
         *self.lock_write() = Some(db);
         self.reopens.fetch_add(1, Ordering::Release);
         Ok(())
@@ -95,6 +115,11 @@ impl Slot {
         self.healthy.subscribe()
     }
 
+    /// The write-ahead log (the writer thread appends and checkpoints through it).
+    pub(super) fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn current(&self) -> RwLockReadGuard<'_, Option<Database>> {
         // A panic while the lock was held leaves either the old or the new handle: both usable.
         self.db.read().unwrap_or_else(|p| p.into_inner())
@@ -103,6 +128,43 @@ impl Slot {
     fn lock_write(&self) -> RwLockWriteGuard<'_, Option<Database>> {
         self.db.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Puts the log's records newer than the last checkpoint back into `db`, in one fsync'd commit
+/// that is itself a checkpoint; then the log starts over. A record may hold jobs that redb
+/// already has, or that were delivered and acknowledged since (the acknowledgement not yet
+/// fsync'd): putting them back is a redelivery at worst, never a loss.
+fn replay(db: &Database, wal: &mut Wal, records: super::wal::Records) -> Result<(), StorageError> {
+    if records.is_empty() && !wal.is_dirty() {
+        return Ok(());
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut replayed = 0usize;
+    {
+        let mut meta = txn.open_table(META)?;
+        let done = meta.get(CHECKPOINTED)?.map_or(0, |g| g.value());
+        let mut last = meta.get(LAST_SEQ)?.map_or(0, |g| g.value());
+        let mut queue = txn.open_table(QUEUE)?;
+        for (_, puts) in records.iter().filter(|(g, _)| *g > done) {
+            for put in puts {
+                queue.insert((put.lane.as_str(), put.seq), put.bytes.as_slice())?;
+                last = last.max(put.seq);
+                replayed += 1;
+            }
+        }
+        meta.insert(LAST_SEQ, last)?;
+        meta.insert(CHECKPOINTED, wal.generation())?;
+    }
+    txn.commit()?;
+    wal.checkpointed();
+    if replayed > 0 {
+        tracing::info!(
+            jobs = replayed,
+            "queued events restored from the write-ahead log"
+        );
+    }
+    Ok(())
 }
 
 fn open_db(path: &std::path::Path, cache_bytes: usize) -> Result<Database, StorageError> {

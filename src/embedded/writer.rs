@@ -11,6 +11,11 @@
 //! with the next fsync'd commit. That commit comes with the next `Durable::Now` write, and at
 //! the latest `MAX_UNSYNCED` after the first unsynced one, so the window a crash can undo is
 //! bounded. (redb reuses freed pages only after a durable commit, which bounds the file too.)
+//!
+//! An enqueue needs no fsync'd commit either: a batch whose only `Durable::Now` writes are
+//! enqueues commits without one and is made durable by appending its jobs to the write-ahead
+//! log ([`super::wal`]) and flushing that, one sequential write instead of a dozen page writes.
+//! Every fsync'd commit is a checkpoint of the log.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,8 @@ use tokio::sync::mpsc;
 
 use super::StorageError;
 use super::slot::Slot;
+use super::wal::{CHECKPOINTED, Put};
+use crate::embedded::META;
 
 mod recover;
 
@@ -48,11 +55,14 @@ pub(crate) enum Durable {
     Later,
 }
 
-/// Transactions committed since open: all of them, and those fsync'd.
+/// Transactions committed since open: all of them, those fsync'd, and those made durable by
+/// the write-ahead log.
 #[derive(Default)]
 pub(crate) struct Counts {
     pub(crate) commits: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Batches made durable by a write-ahead log append instead of an fsync'd commit.
+    pub(crate) logged: AtomicU64,
 }
 
 /// One write waiting for the writer.
@@ -66,6 +76,11 @@ pub(crate) trait Write: Send {
     fn finish(self: Box<Self>, commit: Result<(), StorageError>);
     /// Whether the batch holding this write must be fsync'd before it is reported.
     fn durable(&self) -> Durable;
+    /// The jobs a `Durable::Now` write stores, when the write-ahead log may make it durable
+    /// instead of an fsync'd commit (an enqueue); empty: the commit itself must be fsync'd.
+    fn redo(&self) -> &[Put] {
+        &[]
+    }
 }
 
 /// A closure run in the transaction whose result goes to `then` once the commit is known.
@@ -74,6 +89,7 @@ pub(crate) struct Call<F, T, C> {
     out: Option<T>,
     then: C,
     durable: Durable,
+    redo: Vec<Put>,
 }
 
 impl<F, T, C> Call<F, T, C> {
@@ -83,6 +99,16 @@ impl<F, T, C> Call<F, T, C> {
             out: None,
             then,
             durable,
+            redo: Vec::new(),
+        }
+    }
+
+    /// A durable write whose effect is exactly `redo` (the jobs it puts into `QUEUE`), so the
+    /// write-ahead log can make it durable.
+    pub(crate) fn logged(redo: Vec<Put>, f: F, then: C) -> Self {
+        Call {
+            redo,
+            ..Call::new(Durable::Now, f, then)
         }
     }
 }
@@ -108,6 +134,10 @@ where
 
     fn durable(&self) -> Durable {
         self.durable
+    }
+
+    fn redo(&self) -> &[Put] {
+        &self.redo
     }
 }
 
@@ -150,10 +180,16 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
         let Some(first) = next else { break };
         let mut batch = first.map(|op| drain(op, &mut rx)).unwrap_or_default();
         let now = batch.is_empty()
-            || batch.iter().any(|op| op.durable() == Durable::Now)
+            || batch
+                .iter()
+                .any(|op| op.durable() == Durable::Now && op.redo().is_empty())
             || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
             || sync_all_until.is_some_and(|until| Instant::now() < until);
-        let result = commit(slot, &mut batch, now);
+        let logged = !now && batch.iter().any(|op| !op.redo().is_empty());
+        let mut result = commit(slot, &mut batch, now);
+        if logged && result.is_ok() {
+            result = log(slot, &batch, counts);
+        }
         match &result {
             Ok(()) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +237,28 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
     tracing::debug!("storage writer stopped");
 }
 
+/// After a commit without an fsync: makes the batch's enqueues durable in the write-ahead log.
+/// If the log cannot be written, an fsync'd commit makes them durable instead (or fails, and the
+/// batch with it: the writer then reopens the store as after any failed commit).
+fn log(slot: &Slot, batch: &[Op], counts: &Counts) -> Result<(), StorageError> {
+    let puts: Vec<&Put> = batch.iter().flat_map(|op| op.redo()).collect();
+    let appended = slot.wal().append(&puts);
+    match appended {
+        Ok(()) => {
+            counts.logged.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "write-ahead log failed; committing with an fsync instead");
+            let synced = commit(slot, &mut [], true);
+            if synced.is_ok() {
+                counts.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            synced
+        }
+    }
+}
+
 /// Takes `first` and whatever else is already waiting, up to `MAX_BATCH`.
 fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
     let mut batch = vec![first];
@@ -214,7 +272,8 @@ fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 }
 
 /// Applies the batch in one transaction and commits it, with an fsync when `fsync`; an empty
-/// fsync'd batch makes every unsynced commit before it durable.
+/// fsync'd batch makes every unsynced commit before it durable. An fsync'd commit is also a
+/// checkpoint of the write-ahead log: everything the log holds is then in redb for good.
 ///
 /// If any op fails the transaction is dropped (aborted) and the whole batch gets the error.
 fn commit(slot: &Slot, batch: &mut [Op], fsync: bool) -> Result<(), StorageError> {
@@ -226,6 +285,15 @@ fn commit(slot: &Slot, batch: &mut [Op], fsync: bool) -> Result<(), StorageError
     for op in batch.iter_mut() {
         op.apply(&txn)?;
     }
+    let mut wal = slot.wal();
+    let checkpoint = fsync && wal.is_dirty();
+    if checkpoint {
+        txn.open_table(META)?
+            .insert(CHECKPOINTED, wal.generation())?;
+    }
     txn.commit()?;
+    if checkpoint {
+        wal.checkpointed();
+    }
     Ok(())
 }

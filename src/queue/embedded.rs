@@ -17,10 +17,7 @@ use tokio::sync::oneshot;
 
 use super::schedule::{Next, Schedule};
 use super::{Job, record};
-use crate::embedded::{DEAD, Db, Durable, META, QUEUE, StorageError, now_ms};
-
-/// Key in `META` of the highest sequence number ever stored (jobs and dead letters).
-const LAST_SEQ: &str = "last_seq";
+use crate::embedded::{DEAD, Db, Durable, LAST_SEQ, META, QUEUE, StorageError, now_ms};
 
 /// The embedded queue. Cheap to clone; clones share the schedule.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::{EmbeddedQueue, Schedule, history, put_job, settle};
 use crate::config::OnDead;
 use crate::deliver::Failure;
-use crate::embedded::{Durable, QUEUE, StorageError, now_ms, to_ms};
+use crate::embedded::{Durable, Put, QUEUE, StorageError, now_ms, to_ms};
 use crate::queue::schedule::Next;
 use crate::queue::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
 
@@ -27,21 +27,26 @@ impl Queue for EmbeddedQueue {
         let mut jobs = Vec::with_capacity(events.len());
         for event in &events {
             let bytes = record::encode_job(due, 0, None, event).map_err(StorageError::from)?;
-            jobs.push((event.lane(), self.next_seq(), bytes));
+            jobs.push(Put {
+                lane: event.lane(),
+                seq: self.next_seq(),
+                bytes,
+            });
         }
-        let seqs: Vec<u64> = jobs.iter().map(|j| j.1).collect();
+        let seqs: Vec<u64> = jobs.iter().map(|j| j.seq).collect();
         let keys: Vec<(String, u64, Option<String>)> = jobs
             .iter()
             .zip(&events)
-            .map(|(j, e)| (j.0.clone(), j.1, e.order_key.clone()))
+            .map(|(j, e)| (j.lane.clone(), j.seq, e.order_key.clone()))
             .collect();
         let (tx, rx) = oneshot::channel();
         let schedule = Arc::clone(&self.schedule);
         let lines = self.history.take();
+        let redo = jobs.clone();
         let write = move |txn: &WriteTransaction| {
             history::write(txn, &lines)?;
             jobs.iter()
-                .try_for_each(|(lane, seq, bytes)| put_job(txn, lane, *seq, bytes))
+                .try_for_each(|j| put_job(txn, &j.lane, j.seq, &j.bytes))
         };
         let then = move |result: Result<(), StorageError>| {
             if result.is_ok() {
@@ -52,7 +57,7 @@ impl Queue for EmbeddedQueue {
             }
             let _ = tx.send(result);
         };
-        self.db.try_submit(write, then)?;
+        self.db.try_submit_logged(redo, write, then)?;
         rx.await.unwrap_or(Err(StorageError::Closed))?;
         Ok(seqs)
     }

@@ -29,6 +29,36 @@ async fn enqueue_receive_ack() {
     assert!(nothing_for(&q, "r", 50).await);
 }
 
+/// An enqueue is durable through the write-ahead log, not an fsync'd commit: a copy of the data
+/// directory taken right after the answer (what a kill -9 leaves: redb's last fsync'd commit and
+/// the log) holds every job once it is opened, because the log puts them back.
+#[tokio::test]
+async fn enqueues_made_durable_by_the_log_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let (syncs, logged) = (q.db.syncs(), q.db.logged());
+    let events = (1..=3).map(|i| event("r", &format!("e{i}"))).collect();
+    q.enqueue_all(events).await.unwrap();
+    q.enqueue(event("r", "e4")).await.unwrap();
+    assert_eq!(q.db.syncs(), syncs, "no fsync'd commit made them durable");
+    assert!(q.db.logged() > logged);
+    let crashed = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let after = open(&crashed);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(recv(&after, "r").await.event.id);
+    }
+    assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    assert!(nothing_for(&after, "r", 50).await, "each once");
+    // The replay's commit was a checkpoint: a second start finds the jobs in redb, once each.
+    drop(after);
+    assert_eq!(open(&crashed).depth("r").await.unwrap(), 4);
+}
+
 #[tokio::test]
 async fn a_job_the_schedule_forgot_is_delivered_again_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
