@@ -15,6 +15,8 @@
 //! its CPU time and peak memory are read from its own `/proc/<pid>/` apart from the load
 //! generator's. The load generator and the sinks (hookgate's upstreams) run in this process.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -347,7 +349,12 @@ async fn redis_answers(url: &str) -> bool {
 async fn backlog(dir: &Path, n: u64, secs: Duration) -> Result<(), Error> {
     let data = dir.join("backlog-data");
     let t = Instant::now();
-    prefill(&data, n).await?;
+    common::prefill(&data, n, |i| hookgate::queue::Event {
+        route: "stripe".into(),
+        id: format!("evt_backlog_{i:012}"),
+        ..common::event(i)
+    })
+    .await?;
     let fill_s = t.elapsed().as_secs_f64();
     println!("prefilled {n} queued events of {BODY} B in {fill_s:.1} s (library enqueue_all)");
     let file_mib = std::fs::metadata(data.join("hookgate.redb"))?.len() as f64 / 1048576.0;
@@ -381,36 +388,6 @@ async fn ready(addr: SocketAddr, tls: &TlsConnector) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Err("never ready".into())
-}
-
-/// Queues `n` events on the `stripe` lane of a fresh embedded store, 1,000 per transaction.
-async fn prefill(data: &Path, n: u64) -> Result<(), Error> {
-    use hookgate::queue::Queue;
-    let db = hookgate::embedded::Db::open(data)?;
-    let queue = hookgate::queue::embedded::EmbeddedQueue::open(db.clone())?;
-    let body = Bytes::from(vec![b'x'; BODY]);
-    let mut next = 0;
-    while next < n {
-        let batch = (next..n.min(next + 1000)).map(|i| hookgate::queue::Event {
-            route: "stripe".into(),
-            id: format!("evt_backlog_{i:012}"),
-            received_at_ms: 0,
-            headers: vec![(
-                "content-type".into(),
-                Bytes::from_static(b"application/json"),
-            )],
-            body: body.clone(),
-            dedup_unavailable: false,
-            event_type: None,
-            upstream: None,
-            traceparent: None,
-            order_key: None,
-        });
-        next += 1000;
-        queue.enqueue_all(batch.collect()).await?;
-    }
-    db.close();
-    Ok(())
 }
 
 /// Deletes every key under `prefix`, a SCAN page at a time (KEYS would block the server).

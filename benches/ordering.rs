@@ -10,6 +10,8 @@
 //! `HOOKGATE_BENCH_DELAY_MS` (default 1) the upstream's answer delay, `HOOKGATE_BENCH_EVENTS`
 //! (default 60000) the events queued per row. The data directory is a temp dir (`TMPDIR`).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,8 +26,6 @@ use tokio::net::TcpListener;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Request body size: a typical webhook.
-const BODY: usize = 1024;
 /// The route's upstream `concurrency` (hookgate's default).
 const CONCURRENCY: usize = 16;
 
@@ -70,7 +70,11 @@ async fn row(
     window: Duration,
 ) -> Result<f64, Error> {
     let data = dir.join("data");
-    prefill(&data, events, keys).await?;
+    common::prefill(&data, events, |i| hookgate::queue::Event {
+        order_key: keys.map(|k| format!("cus_{}", i % k)),
+        ..common::event(i)
+    })
+    .await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let sink = listener.local_addr()?;
     let answered = Arc::new(AtomicU64::new(0));
@@ -120,37 +124,6 @@ upstream = {{ url = "http://{sink}/hooks", concurrency = {CONCURRENCY} }}
     gateway.await??;
     sink_task.abort();
     Ok(rate)
-}
-
-/// Queues `events` on the `bench` lane of a fresh embedded store, 1,000 per transaction; event
-/// `i` has key `i % keys` (so every key has events all along the queue).
-async fn prefill(data: &Path, events: u64, keys: Option<u64>) -> Result<(), Error> {
-    use hookgate::queue::Queue;
-    let db = hookgate::embedded::Db::open(data)?;
-    let queue = hookgate::queue::embedded::EmbeddedQueue::open(db.clone())?;
-    let body = Bytes::from(vec![b'x'; BODY]);
-    let mut next = 0;
-    while next < events {
-        let batch = (next..events.min(next + 1000)).map(|i| hookgate::queue::Event {
-            route: "bench".into(),
-            id: format!("evt_{i:012}"),
-            received_at_ms: 0,
-            headers: vec![(
-                "content-type".into(),
-                Bytes::from_static(b"application/json"),
-            )],
-            body: body.clone(),
-            dedup_unavailable: false,
-            event_type: None,
-            upstream: None,
-            traceparent: None,
-            order_key: keys.map(|k| format!("cus_{}", i % k)),
-        });
-        next += 1000;
-        queue.enqueue_all(batch.collect()).await?;
-    }
-    db.close();
-    Ok(())
 }
 
 /// The upstream: drains the body, waits `delay`, answers 200, counts.
