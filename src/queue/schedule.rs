@@ -1,4 +1,4 @@
-//! The in-memory index of the queue: per route, which jobs are due when, and which are leased.
+//! The in-memory index of the queue: per lane, which jobs are due when, and which are leased.
 //!
 //! Only (due, seq) pairs live here; events stay on disk until leased, so a long upstream
 //! outage grows the file, not the heap.
@@ -22,18 +22,18 @@ pub(super) enum Next {
     Lease(u64),
     /// Nothing is due before this time (ms since the epoch).
     WaitUntil(u64),
-    /// The route's queue is empty.
+    /// The lane's queue is empty.
     Wait,
 }
 
-/// Per-route schedules behind one lock: every operation is a few map updates.
+/// Per-lane schedules behind one lock: every operation is a few map updates.
 #[derive(Default)]
 pub(super) struct Schedule {
-    routes: Mutex<HashMap<String, RouteQueue>>,
+    lanes: Mutex<HashMap<String, LaneQueue>>,
 }
 
 #[derive(Default)]
-struct RouteQueue {
+struct LaneQueue {
     /// Jobs waiting, ordered by due time then order of arrival.
     due: BTreeSet<(u64, u64)>,
     /// Jobs handed to a worker and not yet acked, retried or dead-lettered.
@@ -65,7 +65,7 @@ impl Chain {
     }
 }
 
-impl RouteQueue {
+impl LaneQueue {
     /// Makes the key's oldest held job active if the key is free; true if one became due.
     fn pump(&mut self, key: &str) -> bool {
         let Some(chain) = self.chains.get_mut(key) else {
@@ -106,11 +106,11 @@ impl RouteQueue {
 }
 
 impl Schedule {
-    /// Adds a stored job (new, retried, replayed or requeued) and wakes the route's receivers.
+    /// Adds a stored job (new, retried, replayed or requeued) and wakes the lane's receivers.
     /// `key` is the job's `order_by` key; a job the schedule already knows keeps its own.
-    pub(super) fn insert(&self, route: &str, due_ms: u64, seq: u64, key: Option<&str>) {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    pub(super) fn insert(&self, lane: &str, due_ms: u64, seq: u64, key: Option<&str>) {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         queue.leased.remove(&seq);
         let known = queue.keys.get(&seq).cloned();
         match (known, key) {
@@ -146,9 +146,9 @@ impl Schedule {
     }
 
     /// Leases the earliest job due at `now_ms`, or says how long to wait.
-    pub(super) fn lease(&self, route: &str, now_ms: u64) -> Next {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    pub(super) fn lease(&self, lane: &str, now_ms: u64) -> Next {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         match queue.due.first().copied() {
             Some((due, seq)) if due <= now_ms => {
                 queue.due.remove(&(due, seq));
@@ -162,8 +162,8 @@ impl Schedule {
 
     /// Forgets a leased job: acked, dead-lettered, or gone from disk. An ordered job hands its
     /// key to the key's next job.
-    pub(super) fn remove(&self, route: &str, seq: u64) {
-        if let Some(queue) = self.lock().get_mut(route) {
+    pub(super) fn remove(&self, lane: &str, seq: u64) {
+        if let Some(queue) = self.lock().get_mut(lane) {
             queue.leased.remove(&seq);
             queue.unchain(seq);
         }
@@ -171,9 +171,9 @@ impl Schedule {
 
     /// Forgets a leased ordered job that died holding its key: the key's later jobs wait until
     /// [`Schedule::unblock`].
-    pub(super) fn remove_blocking(&self, route: &str, seq: u64, event_id: &str, since_ms: u64) {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    pub(super) fn remove_blocking(&self, lane: &str, seq: u64, event_id: &str, since_ms: u64) {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         queue.leased.remove(&seq);
         if let Some(key) = queue.keys.get(&seq).cloned() {
             queue.chains.entry(key).or_default().blocked = Some((event_id.to_owned(), since_ms));
@@ -182,17 +182,17 @@ impl Schedule {
     }
 
     /// Marks `key` as held by the dead event `event_id` (rebuilding the schedule at open).
-    pub(super) fn block(&self, route: &str, key: &str, event_id: &str, since_ms: u64) {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    pub(super) fn block(&self, lane: &str, key: &str, event_id: &str, since_ms: u64) {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         let chain = queue.chains.entry(Arc::from(key)).or_default();
         chain.blocked = Some((event_id.to_owned(), since_ms));
     }
 
     /// Releases a key held by a dead letter (replayed or purged): its next job is due.
-    pub(super) fn unblock(&self, route: &str, key: &str) {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    pub(super) fn unblock(&self, lane: &str, key: &str) {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         if let Some(chain) = queue.chains.get_mut(key) {
             chain.blocked = None;
         }
@@ -200,10 +200,10 @@ impl Schedule {
         queue.notify.notify_waiters();
     }
 
-    /// Releases every blocked key of the route (its dead letters were purged).
-    pub(super) fn unblock_all(&self, route: &str) {
-        let mut routes = self.lock();
-        let queue = entry(&mut routes, route);
+    /// Releases every blocked key of the lane (its dead letters were purged).
+    pub(super) fn unblock_all(&self, lane: &str) {
+        let mut lanes = self.lock();
+        let queue = entry(&mut lanes, lane);
         let blocked: Vec<Arc<str>> = queue
             .chains
             .iter_mut()
@@ -215,10 +215,10 @@ impl Schedule {
         queue.notify.notify_waiters();
     }
 
-    /// The route's ordered keys: how many wait and which are blocked.
-    pub(super) fn ordering(&self, route: &str) -> OrderStats {
-        let routes = self.lock();
-        let Some(queue) = routes.get(route) else {
+    /// The lane's ordered keys: how many wait and which are blocked.
+    pub(super) fn ordering(&self, lane: &str) -> OrderStats {
+        let lanes = self.lock();
+        let Some(queue) = lanes.get(lane) else {
             return OrderStats::default();
         };
         let mut stats = OrderStats {
@@ -246,33 +246,33 @@ impl Schedule {
         stats
     }
 
-    /// The route's wake-up signal; register with it before calling [`Schedule::lease`].
-    pub(super) fn notifier(&self, route: &str) -> Arc<Notify> {
-        Arc::clone(&entry(&mut self.lock(), route).notify)
+    /// The lane's wake-up signal; register with it before calling [`Schedule::lease`].
+    pub(super) fn notifier(&self, lane: &str) -> Arc<Notify> {
+        Arc::clone(&entry(&mut self.lock(), lane).notify)
     }
 
-    /// Jobs of the route not yet acknowledged (waiting + leased + held behind their key).
-    pub(super) fn depth(&self, route: &str) -> usize {
+    /// Jobs of the lane not yet acknowledged (waiting + leased + held behind their key).
+    pub(super) fn depth(&self, lane: &str) -> usize {
         self.lock()
-            .get(route)
+            .get(lane)
             .map_or(0, |q| q.due.len() + q.leased.len() + q.held)
     }
 
     /// Routes (lanes) with jobs waiting, held or leased.
     pub(super) fn lanes(&self) -> Vec<String> {
-        let routes = self.lock();
-        let busy = routes
+        let lanes = self.lock();
+        let busy = lanes
             .iter()
             .filter(|(_, q)| !q.due.is_empty() || !q.leased.is_empty() || q.held > 0);
         busy.map(|(name, _)| name.clone()).collect()
     }
 
-    /// Adds the stored `jobs` (due, seq, key) of `route` that it neither holds nor has leased,
+    /// Adds the stored `jobs` (due, seq, key) of `lane` that it neither holds nor has leased,
     /// due at their stored time; returns how many. For a store that may have undone acks.
-    pub(super) fn restore(&self, route: &str, jobs: &[(u64, u64, Option<String>)]) -> usize {
+    pub(super) fn restore(&self, lane: &str, jobs: &[(u64, u64, Option<String>)]) -> usize {
         let missing: Vec<&(u64, u64, Option<String>)> = {
-            let mut routes = self.lock();
-            let queue = entry(&mut routes, route);
+            let mut lanes = self.lock();
+            let queue = entry(&mut lanes, lane);
             let known: HashSet<u64> = queue.due.iter().map(|(_, seq)| *seq).collect();
             jobs.iter()
                 .filter(|(_, seq, _)| {
@@ -283,17 +283,17 @@ impl Schedule {
                 .collect()
         };
         for (due, seq, key) in &missing {
-            self.insert(route, *due, *seq, key.as_deref());
+            self.insert(lane, *due, *seq, key.as_deref());
         }
         missing.len()
     }
 
-    /// Makes every leased job of every route due at `now_ms`; returns how many. Only for when
+    /// Makes every leased job of every lane due at `now_ms`; returns how many. Only for when
     /// no worker runs: their leases are abandoned (the workers were stopped or aborted).
     pub(super) fn release_all(&self, now_ms: u64) -> usize {
-        let mut routes = self.lock();
+        let mut lanes = self.lock();
         let mut released = 0;
-        for queue in routes.values_mut() {
+        for queue in lanes.values_mut() {
             released += queue.leased.len();
             for seq in queue.leased.drain() {
                 queue.due.insert((now_ms, seq));
@@ -303,17 +303,17 @@ impl Schedule {
         released
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, RouteQueue>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, LaneQueue>> {
         // Each critical section leaves the maps consistent, so a panic elsewhere is harmless.
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn entry<'a>(routes: &'a mut HashMap<String, RouteQueue>, route: &str) -> &'a mut RouteQueue {
-    if !routes.contains_key(route) {
-        routes.insert(route.to_owned(), RouteQueue::default());
+fn entry<'a>(lanes: &'a mut HashMap<String, LaneQueue>, lane: &str) -> &'a mut LaneQueue {
+    if !lanes.contains_key(lane) {
+        lanes.insert(lane.to_owned(), LaneQueue::default());
     }
-    routes.get_mut(route).expect("inserted above")
+    lanes.get_mut(lane).expect("inserted above")
 }
 
 #[cfg(test)]
