@@ -102,6 +102,23 @@ pub struct DeadEvent {
     pub holds_key: bool,
 }
 
+impl DeadEvent {
+    /// The dead letter of `job` after its last attempt failed with `error`, filed under `seq`
+    /// (each backend numbers dead letters its own way). It holds the job's key when the route
+    /// blocks on dead events and the job has one.
+    pub fn of(job: &Job, error: &Failure, on_dead: OnDead, seq: u64) -> DeadEvent {
+        DeadEvent {
+            seq,
+            event: job.event.clone(),
+            attempts: job.attempts + 1,
+            last_error: error.detail.clone(),
+            died_at_ms: crate::embedded::now_ms(),
+            last_error_kind: error.kind,
+            holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
+        }
+    }
+}
+
 /// Ordered delivery in one lane, for the admin API and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OrderStats {

@@ -212,15 +212,7 @@ impl Queue for RedisQueue {
         error: &Failure,
         on_dead: OnDead,
     ) -> Result<(), QueueError> {
-        let dead = DeadEvent {
-            seq: job.seq,
-            event: job.event.clone(),
-            attempts: job.attempts + 1,
-            last_error: error.detail.clone(),
-            died_at_ms: now_ms(),
-            last_error_kind: error.kind,
-            holds_key: on_dead == OnDead::Block && job.event.order_key.is_some(),
-        };
+        let dead = DeadEvent::of(job, error, on_dead, job.seq);
         let bytes = record::encode_dead(&dead).map_err(RedisError::from)?;
         let how = Settle::Dead {
             dead: &dead,

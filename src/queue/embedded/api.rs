@@ -118,17 +118,10 @@ impl Queue for EmbeddedQueue {
         on_dead: OnDead,
     ) -> Result<(), QueueError> {
         let holds_key = on_dead == OnDead::Block && job.event.order_key.is_some();
-        let dead = DeadEvent {
-            // One that holds its key is filed under its job's seq: a replay queues it under
-            // that seq again, ahead of the key's later events, in memory and after a restart.
-            seq: if holds_key { job.seq } else { self.next_seq() },
-            event: job.event.clone(),
-            attempts: job.attempts + 1,
-            last_error: error.detail.clone(),
-            died_at_ms: now_ms(),
-            last_error_kind: error.kind,
-            holds_key,
-        };
+        // One that holds its key is filed under its job's seq: a replay queues it under that
+        // seq again, ahead of the key's later events, in memory and after a restart.
+        let seq = if holds_key { job.seq } else { self.next_seq() };
+        let dead = DeadEvent::of(job, error, on_dead, seq);
         Ok(self.move_to_dead(job, dead).await?)
     }
 
