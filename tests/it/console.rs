@@ -28,12 +28,6 @@ struct Browser {
     _driver: tokio::process::Child,
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        self.kill_group();
-    }
-}
-
 impl Browser {
     async fn start(http: reqwest::Client) -> Browser {
         let port = crate::process::free_port();
@@ -44,9 +38,6 @@ impl Browser {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        // A group of its own, so that dropping the browser also kills the Chromium processes
-        // chromedriver started, even when a failed assertion skipped `close`.
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver runs (Debian: apt-get install chromium chromium-driver)");
@@ -69,16 +60,6 @@ impl Browser {
             session,
             http,
             _driver: driver,
-        }
-    }
-
-    /// The browser's processes, as a Drop does not wait for `close`.
-    fn kill_group(&self) {
-        if let Some(pid) = self._driver.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
         }
     }
 
