@@ -28,6 +28,55 @@ struct Browser {
     _driver: tokio::process::Child,
 }
 
+/// Chromium outlives a chromedriver killed on drop; a failed assertion skips `close`, so a
+/// dropped browser kills chromedriver's descendants itself, each by its own (positive) pid —
+/// never a process group, and never anything that is not below chromedriver.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(driver) = self._driver.id() {
+            for pid in descendants(driver) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// Every process below `root` (children, their children, …), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) state ppid …": comm may hold spaces, so read after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in &parents {
+            if ppid == parent && pid > 1 && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
 impl Browser {
     async fn start(http: reqwest::Client) -> Browser {
         let port = crate::process::free_port();
