@@ -148,7 +148,7 @@ fn replay(db: &Database, wal: &mut Wal, records: super::wal::Records) -> Result<
         let mut queue = txn.open_table(QUEUE)?;
         for (_, puts) in records.iter().filter(|(g, _)| *g > done) {
             for put in puts {
-                queue.insert((put.lane.as_str(), put.seq), put.bytes.as_slice())?;
+                queue.insert((put.lane.as_str(), put.seq), &put.bytes[..])?;
                 last = last.max(put.seq);
                 replayed += 1;
             }

@@ -43,7 +43,8 @@ const MAX_RECORD: u32 = 1 << 30;
 pub(crate) struct Put {
     pub(crate) lane: String,
     pub(crate) seq: u64,
-    pub(crate) bytes: Vec<u8>,
+    /// Shared with the job's write: the log needs no copy of it.
+    pub(crate) bytes: bytes::Bytes,
 }
 
 /// Records read back, oldest first: each one's generation and the jobs it holds.
@@ -202,7 +203,7 @@ mod tests {
         Put {
             lane: "stripe".into(),
             seq,
-            bytes: vec![seq as u8; 40],
+            bytes: vec![seq as u8; 40].into(),
         }
     }
 
@@ -283,7 +284,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (mut wal, _) = Wal::open(dir.path()).unwrap();
             let batches: Vec<Vec<Put>> = batches.into_iter().map(|b| b.into_iter()
-                .map(|(seq, bytes)| Put { lane: "l".into(), seq, bytes }).collect()).collect();
+                .map(|(seq, bytes)| Put { lane: "l".into(), seq, bytes: bytes.into() }).collect()).collect();
             for b in &batches {
                 wal.append(&b.iter().collect::<Vec<_>>()).unwrap();
             }

@@ -3,7 +3,6 @@
 //! same across a SIGKILL and with two replicas on one Redis; `on_dead = "block"` until a replay.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::process::Proc;
 use crate::support::*;
 
 const KEYS: usize = 20;
@@ -179,35 +177,7 @@ fn body_of(key: &str, i: usize) -> Vec<u8> {
         .into_bytes()
 }
 
-/// One gateway process's config and ports.
-struct Node {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    client: reqwest::Client,
-    ingress: u16,
-    admin: u16,
-}
-
-impl Node {
-    fn new(o: &Opts) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, ingress, admin) = write_config(dir.path(), o);
-        let client = client(&dir.path().join("test.crt"));
-        Node {
-            _dir: dir,
-            config,
-            client,
-            ingress,
-            admin,
-        }
-    }
-
-    async fn start(&self) -> Proc {
-        let mut p = Proc::spawn(&self.config, self.admin);
-        p.wait_healthy(&self.client).await;
-        p
-    }
-
+impl Replica {
     /// Sends the `i`th event of `key` until the gateway answers 200 (accepted, or a duplicate
     /// of one it accepted before a crash cut the answer off): then it is accepted, once.
     async fn send(&self, key: &str, i: usize) {
@@ -282,7 +252,7 @@ fn key(k: usize) -> String {
 /// Sends `PER_KEY` events for each of `KEYS` keys: keys concurrently, each key's events one
 /// after the other (each waits for its 200), so a key's acceptance order is its send order.
 /// Event `i` goes to `nodes[i % nodes.len()]`.
-async fn send_all(nodes: Vec<Arc<Node>>) {
+async fn send_all(nodes: Vec<Arc<Replica>>) {
     let senders = (0..KEYS).map(|k| {
         let nodes = nodes.clone();
         tokio::spawn(async move {
@@ -372,7 +342,7 @@ fn check_order(sink: &OrderSink, keys: usize, per_key: usize, redelivered: bool)
 async fn each_key_is_delivered_one_at_a_time_in_acceptance_order(store: Store) {
     let sink = OrderSink::start(0.2, Duration::from_millis(3)).await;
     let o = opts(store, &sink);
-    let node = Arc::new(Node::new(&o));
+    let node = Arc::new(Replica::new(&o));
     let _gw = node.start().await;
     send_all(vec![Arc::clone(&node)]).await;
     sink.wait_delivered(KEYS * PER_KEY, Duration::from_secs(60))
@@ -388,7 +358,7 @@ async fn each_key_is_delivered_one_at_a_time_in_acceptance_order(store: Store) {
 async fn the_order_holds_across_a_sigkill(store: Store) {
     let sink = OrderSink::start(0.2, Duration::from_millis(3)).await;
     let o = opts(store, &sink);
-    let node = Arc::new(Node::new(&o));
+    let node = Arc::new(Replica::new(&o));
     let mut gw = node.start().await;
     let sending = tokio::spawn(send_all(vec![Arc::clone(&node)]));
     eventually(Duration::from_secs(60), "300 deliveries", async || {
@@ -411,7 +381,7 @@ async fn the_order_holds_across_a_sigkill(store: Store) {
 async fn two_replicas_on_one_redis_keep_each_keys_order(store: Store) {
     let sink = OrderSink::start(0.2, Duration::from_millis(3)).await;
     let o = opts(store, &sink);
-    let (a, b) = (Arc::new(Node::new(&o)), Arc::new(Node::new(&o)));
+    let (a, b) = (Arc::new(Replica::new(&o)), Arc::new(Replica::new(&o)));
     let (_pa, _pb) = (a.start().await, b.start().await);
     send_all(vec![a, b]).await;
     sink.wait_delivered(KEYS * PER_KEY, Duration::from_secs(60))
@@ -421,7 +391,7 @@ async fn two_replicas_on_one_redis_keep_each_keys_order(store: Store) {
 }
 
 /// The `ordering` object of the stripe lane in `/admin/routes`.
-async fn ordering_of(node: &Node) -> serde_json::Value {
+async fn ordering_of(node: &Replica) -> serde_json::Value {
     let (status, v) = node.admin_get("/admin/routes").await;
     assert_eq!(status, 200, "{v}");
     let route = v["routes"]
@@ -440,7 +410,7 @@ async fn a_blocked_key_waits_for_its_replay_then_drains_in_order(store: Store) {
     let mut o = opts(store, &sink);
     o.max_attempts = 2;
     o.stripe_extra = format!("{ROUTE_ORDER}\non_dead = \"block\"");
-    let node = Node::new(&o);
+    let node = Replica::new(&o);
     let _gw = node.start().await;
     let (a, b) = (key(0), key(1));
     sink.failing.lock().unwrap().insert(id_of(&a, 0));
@@ -513,7 +483,7 @@ async fn a_blocked_key_waits_for_its_replay_then_drains_in_order(store: Store) {
 async fn an_event_without_the_key_is_delivered_unordered() {
     let sink = OrderSink::start(0.0, Duration::from_millis(1)).await;
     let o = opts(Store::Embedded, &sink);
-    let node = Node::new(&o);
+    let node = Replica::new(&o);
     let _gw = node.start().await;
     // No data.object.customer: accepted and delivered, outside any key's order.
     let body = br#"{"id":"evt_nokey","object":"event","type":"invoice.paid","data":{}}"#.to_vec();

@@ -7,43 +7,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::process::{Proc, free_port};
 use crate::support::*;
 
-/// One gateway process's files and ports.
-struct Replica {
-    _dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    client: reqwest::Client,
-    ingress: u16,
-    admin: u16,
-}
-
 impl Replica {
-    /// Writes a config for `o` (shared Redis keyspace) with ports of its own.
-    fn new(o: &Opts) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        let (ingress, admin) = (free_port(), free_port());
-        let listen = format!("127.0.0.1:{ingress}");
-        let text = config_text(dir.path(), &listen, &format!("127.0.0.1:{admin}"), o);
-        let config = dir.path().join("hookgate.toml");
-        std::fs::write(&config, text).unwrap();
-        let client = client(&dir.path().join("test.crt"));
-        Replica {
-            _dir: dir,
-            config,
-            client,
-            ingress,
-            admin,
-        }
-    }
-
-    async fn start(&self) -> Proc {
-        let mut p = Proc::spawn(&self.config, self.admin);
-        p.wait_healthy(&self.client).await;
-        p
-    }
-
     async fn post_stripe(&self, id: &str) -> u16 {
         let url = format!("https://localhost:{}/webhooks/stripe", self.ingress);
         let resp = send_stripe(&self.client, &url, STRIPE_SECRET, id)

@@ -614,6 +614,40 @@ pub fn write_config(dir: &Path, o: &Opts) -> (PathBuf, u16, u16) {
     (config, ingress, admin)
 }
 
+/// One gateway process's files and ports (the real binary; a test starts, kills and restarts
+/// it, or runs several on one Redis).
+pub struct Replica {
+    pub _dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub client: reqwest::Client,
+    pub ingress: u16,
+    pub admin: u16,
+}
+
+impl Replica {
+    /// Writes a config for `o` (several replicas of one `o` share its Redis keyspace) with ports
+    /// of its own.
+    pub fn new(o: &Opts) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, ingress, admin) = write_config(dir.path(), o);
+        let client = client(&dir.path().join("test.crt"));
+        Replica {
+            _dir: dir,
+            config,
+            client,
+            ingress,
+            admin,
+        }
+    }
+
+    /// Spawns the gateway and waits until it is healthy.
+    pub async fn start(&self) -> crate::process::Proc {
+        let mut p = crate::process::Proc::spawn(&self.config, self.admin);
+        p.wait_healthy(&self.client).await;
+        p
+    }
+}
+
 /// Polls `f` until it holds, for at most `within`.
 pub async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut f: F) {
     let deadline = tokio::time::Instant::now() + within;

@@ -30,7 +30,7 @@ impl Queue for EmbeddedQueue {
             jobs.push(Put {
                 lane: event.lane(),
                 seq: self.next_seq(),
-                bytes,
+                bytes: bytes.into(),
             });
         }
         let seqs: Vec<u64> = jobs.iter().map(|j| j.seq).collect();
