@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StorageError;
@@ -24,8 +24,8 @@ pub use error::StorageError;
 use crate::metrics::StorageErrors;
 use slot::Slot;
 pub(crate) use wal::Put;
-pub(crate) use writer::Durable;
-use writer::{Call, Op};
+use writer::{Call, Enqueue, Op};
+pub(crate) use writer::{Commit, Deferred, Durable, Settle, Stored};
 
 /// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
 pub(crate) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
@@ -46,7 +46,7 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const LAST_SEQ: &str = "last_seq";
 
 /// File name of the database inside the data directory.
-const FILE_NAME: &str = "hookgate.redb";
+pub(crate) const FILE_NAME: &str = "hookgate.redb";
 /// Ops waiting for the writer; past this, `try_submit` refuses (the ingress answers 503).
 const CHANNEL_CAPACITY: usize = 8192;
 
@@ -239,21 +239,15 @@ impl Db {
         sent.map_err(refused)
     }
 
-    /// Like [`Db::submit`] of a durable write, but refuses with `Busy` instead of waiting when
-    /// the writer is behind. `f` must store exactly the jobs in `redo` (an enqueue): the
-    /// write-ahead log then makes it durable in place of an fsync'd commit.
-    pub(crate) fn try_submit_logged<T, F, C>(
-        &self,
-        redo: Vec<Put>,
-        f: F,
-        then: C,
-    ) -> Result<(), StorageError>
+    /// Enqueues the jobs in `puts` durably: `then` hears whether the write-ahead log holds them
+    /// ([`Stored::Log`]: the caller keeps them until a checkpoint, see [`Db::defer`]) or the
+    /// database does, and gets them back. Refuses with `Busy` instead of waiting when the
+    /// writer is behind.
+    pub(crate) fn try_submit_enqueue<C>(&self, puts: Vec<Put>, then: C) -> Result<(), StorageError>
     where
-        T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, StorageError> + Send + 'static,
-        C: FnOnce(Result<T, StorageError>) + Send + 'static,
+        C: FnOnce(Result<Stored, StorageError>, Vec<Put>) + Send + 'static,
     {
-        let op: Op = Box::new(Call::logged(redo, f, then));
+        let op: Op = Box::new(Enqueue::new(puts, then));
         let sender = match self.sender() {
             Ok(sender) => sender,
             Err(e) => return Err(refused((op, e))),
@@ -264,6 +258,25 @@ impl Db {
                 mpsc::error::TrySendError::Closed(op) => (op, StorageError::Closed),
             })
         })
+    }
+
+    /// Has every checkpoint write what `owner` keeps in memory (see [`Deferred`]).
+    pub(crate) fn defer(&self, owner: Arc<dyn Deferred>) {
+        self.inner.slot.defer(owner);
+    }
+
+    /// Wakes the writer so that a checkpoint follows within `MAX_UNSYNCED`: for a [`Deferred`]
+    /// owner whose state grew while the writer may be idle. An empty op costs one small commit.
+    pub(crate) fn kick(&self) {
+        let op: Op = Box::new(Call::new(
+            Durable::Later,
+            |_: &WriteTransaction| Ok(()),
+            drop,
+        ));
+        if let Ok(sender) = self.sender() {
+            // Full: the writer is busy, and a checkpoint is coming anyway.
+            let _ = sender.try_send(op);
+        }
     }
 
     /// The writer's queue; refuses at once while storage is failing, so nobody waits on it.
@@ -315,6 +328,28 @@ fn create_tables(db: &Database) -> Result<(), StorageError> {
     txn.open_table(HISTORY)?;
     txn.open_table(META)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Stores jobs in `QUEUE` and keeps `LAST_SEQ` at the highest sequence number stored.
+pub(crate) fn put_jobs(txn: &WriteTransaction, puts: &[Put]) -> Result<(), StorageError> {
+    let mut queue = txn.open_table(QUEUE)?;
+    for put in puts {
+        queue.insert((put.lane.as_str(), put.seq), &put.bytes[..])?;
+    }
+    match puts.iter().map(|p| p.seq).max() {
+        Some(seq) => bump_last_seq(txn, seq),
+        None => Ok(()),
+    }
+}
+
+/// Persists `seq` as the highest handed out, so numbers are never reused after a restart.
+pub(crate) fn bump_last_seq(txn: &WriteTransaction, seq: u64) -> Result<(), StorageError> {
+    let mut meta = txn.open_table(META)?;
+    let last = meta.get(LAST_SEQ)?.map_or(0, |g| g.value());
+    if seq > last {
+        meta.insert(LAST_SEQ, seq)?;
+    }
     Ok(())
 }
 

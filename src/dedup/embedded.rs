@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redb::WriteTransaction;
 
 use super::{Claim, DedupError, Store};
-use crate::embedded::{DEDUP, DEDUP_BY_EXPIRY, Db, Durable, StorageError, now_ms};
+use crate::embedded::{Commit, DEDUP, DEDUP_BY_EXPIRY, Db, Deferred, Settle, StorageError, now_ms};
 
 /// Inserts between two prunings of expired markers (claims whose owner vanished).
 const PRUNE_EVERY: u32 = 1024;
@@ -24,7 +24,20 @@ pub struct EmbeddedDedup {
     dedup_ttl: Duration,
     claim_ttl: Duration,
     claims: Arc<Mutex<Claims>>,
+    unwritten: Unwritten,
 }
+
+/// Done records not yet written: the next commit of deferred state writes them all in one
+/// transaction, at most `SPILL_EVERY` later (see `embedded::Deferred`), and their `Completing`
+/// markers answer for them until it commits.
+#[derive(Clone, Default)]
+struct Unwritten {
+    records: Arc<Mutex<Vec<Done>>>,
+    claims: Arc<Mutex<Claims>>,
+}
+
+/// A done record: (route, id) and its expiry, ms since the Unix epoch.
+type Done = (String, String, u64);
 
 /// Claims in flight: (route, id) → their state.
 #[derive(Default)]
@@ -57,11 +70,18 @@ impl Pending {
 impl EmbeddedDedup {
     /// Done ids block for `dedup_ttl`; an unfinished claim blocks for `claim_ttl`.
     pub fn new(db: Db, dedup_ttl: Duration, claim_ttl: Duration) -> Self {
+        let claims = Arc::<Mutex<Claims>>::default();
+        let unwritten = Unwritten {
+            records: Arc::default(),
+            claims: Arc::clone(&claims),
+        };
+        db.defer(Arc::new(unwritten.clone()));
         EmbeddedDedup {
             db,
             dedup_ttl,
             claim_ttl,
-            claims: Arc::default(),
+            claims,
+            unwritten,
         }
     }
 
@@ -121,29 +141,25 @@ impl Store for EmbeddedDedup {
         self.claim_now(route, id).map_err(DedupError::Unavailable)
     }
 
-    /// Returns once the record is handed to the writer; it commits with the next group commit,
-    /// after any enqueue sent before it.
+    /// Returns at once: the record waits for the next commit of deferred state, fsync'd within
+    /// `MAX_UNSYNCED`. Lost in a crash, the record lets a retry of an enqueued event through
+    /// once more.
     async fn complete(&self, route: &str, id: &str) -> Result<(), DedupError> {
         let expires = now_ms().saturating_add(self.ttl_ms());
-        let key = (route.to_owned(), id.to_owned());
-        let record = key.clone();
-        let claims = Arc::clone(&self.claims);
-        let on_commit = move |result: Result<(), StorageError>| match result {
-            Ok(()) => drop(lock(&claims).until.remove(&key)),
-            // The marker stays: until it expires it keeps the enqueued event a duplicate.
-            Err(e) => {
-                tracing::warn!(route = %key.0, event_id = %key.1, error = %e, "dedup record lost")
-            }
-        };
         let now = Instant::now();
         let marker = Pending::Completing(deadline(now, self.dedup_ttl));
-        lock(&self.claims).insert(record.clone(), marker, now);
-        let write = move |txn: &WriteTransaction| put_done(txn, &record.0, &record.1, expires);
-        // Lost in a crash, the record lets a retry of an enqueued event through once more.
-        self.db
-            .submit(Durable::Later, write, on_commit)
-            .await
-            .map_err(DedupError::Unavailable)
+        let key = (route.to_owned(), id.to_owned());
+        lock(&self.claims).insert(key.clone(), marker, now);
+        let first = {
+            let mut records = lock(&self.unwritten.records);
+            records.push((key.0, key.1, expires));
+            records.len() == 1
+        };
+        if first {
+            // Nothing may be on its way to the writer (an event no upstream wanted).
+            self.db.kick();
+        }
+        Ok(())
     }
 
     async fn release(&self, route: &str, id: &str) -> Result<(), DedupError> {
@@ -151,6 +167,35 @@ impl Store for EmbeddedDedup {
             .until
             .remove(&(route.to_owned(), id.to_owned()));
         Ok(())
+    }
+}
+
+impl Deferred for Unwritten {
+    fn write(&self, txn: &WriteTransaction, _: Commit) -> Result<Settle, StorageError> {
+        let records = std::mem::take(&mut *lock(&self.records));
+        for (route, id, expires) in &records {
+            put_done(txn, route, id, *expires)?;
+        }
+        let this = self.clone();
+        Ok(Box::new(move |committed| this.settle(records, committed)))
+    }
+
+    fn pending(&self) -> bool {
+        !lock(&self.records).is_empty()
+    }
+}
+
+impl Unwritten {
+    /// Once stored, a record answers for its marker; a failed checkpoint leaves it for the next.
+    fn settle(&self, records: Vec<Done>, committed: bool) {
+        if committed {
+            let mut claims = lock(&self.claims);
+            for (route, id, _) in records {
+                claims.until.remove(&(route, id));
+            }
+        } else {
+            lock(&self.records).extend(records);
+        }
     }
 }
 
@@ -171,9 +216,10 @@ fn put_done(
     Ok(())
 }
 
-/// The claims stay consistent even if a holder panicked: every update is a single map call.
-fn lock(claims: &Mutex<Claims>) -> MutexGuard<'_, Claims> {
-    claims.lock().unwrap_or_else(|p| p.into_inner())
+/// The claims and records stay consistent even if a holder panicked: every update is a single
+/// call.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use redb::{
 use tokio::sync::watch;
 
 use super::wal::{CHECKPOINTED, Wal};
-use super::{LAST_SEQ, META, QUEUE, StorageError, create_tables};
+use super::writer::Deferred;
+use super::{META, StorageError, create_tables, put_jobs};
 use crate::metrics::StorageErrors;
 
 /// The database file, its open handle (absent while being reopened) and the storage health.
@@ -30,6 +31,8 @@ pub(super) struct Slot {
     pub(super) errors: StorageErrors,
     /// Successful reopens: each one may have undone commits that were not fsync'd yet.
     reopens: AtomicU64,
+    /// What each checkpoint writes besides its batch (see [`Deferred`]).
+    deferred: RwLock<Vec<Arc<dyn Deferred>>>,
 }
 
 impl Slot {
@@ -48,6 +51,7 @@ impl Slot {
             healthy: watch::Sender::new(true),
             errors: StorageErrors::default(),
             reopens: AtomicU64::new(0),
+            deferred: RwLock::default(),
         }))
     }
 
@@ -89,6 +93,7 @@ impl Slot {
             let records = wal.reread().map_err(|e| StorageError::Io(Arc::new(e)))?;
             replay(&db, &mut wal, records)?;
         }
+        self.deferred().iter().for_each(|d| d.replayed());
         *self.lock_write() = Some(db);
         self.reopens.fetch_add(1, Ordering::Release);
         Ok(())
@@ -120,6 +125,22 @@ impl Slot {
         self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Registers an owner of state that each checkpoint writes.
+    pub(super) fn defer(&self, owner: Arc<dyn Deferred>) {
+        self.deferred
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(owner);
+    }
+
+    /// The owners whose state each checkpoint writes.
+    pub(super) fn deferred(&self) -> Vec<Arc<dyn Deferred>> {
+        self.deferred
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn current(&self) -> RwLockReadGuard<'_, Option<Database>> {
         // A panic while the lock was held leaves either the old or the new handle: both usable.
         self.db.read().unwrap_or_else(|p| p.into_inner())
@@ -142,19 +163,16 @@ fn replay(db: &Database, wal: &mut Wal, records: super::wal::Records) -> Result<
     txn.set_durability(Durability::Immediate)?;
     let mut replayed = 0usize;
     {
-        let mut meta = txn.open_table(META)?;
-        let done = meta.get(CHECKPOINTED)?.map_or(0, |g| g.value());
-        let mut last = meta.get(LAST_SEQ)?.map_or(0, |g| g.value());
-        let mut queue = txn.open_table(QUEUE)?;
+        let done = txn
+            .open_table(META)?
+            .get(CHECKPOINTED)?
+            .map_or(0, |g| g.value());
         for (_, puts) in records.iter().filter(|(g, _)| *g > done) {
-            for put in puts {
-                queue.insert((put.lane.as_str(), put.seq), &put.bytes[..])?;
-                last = last.max(put.seq);
-                replayed += 1;
-            }
+            put_jobs(&txn, puts)?;
+            replayed += puts.len();
         }
-        meta.insert(LAST_SEQ, last)?;
-        meta.insert(CHECKPOINTED, wal.generation())?;
+        txn.open_table(META)?
+            .insert(CHECKPOINTED, wal.generation())?;
     }
     txn.commit()?;
     wal.checkpointed();

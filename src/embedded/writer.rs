@@ -16,6 +16,12 @@
 //! enqueues commits without one and is made durable by appending its jobs to the write-ahead
 //! log ([`super::wal`]) and flushing that, one sequential write instead of a dozen page writes.
 //! Every fsync'd commit is a checkpoint of the log.
+//!
+//! Some state is not written by any op at all until a checkpoint: the jobs enqueued through the
+//! log and not yet delivered, dedup records, history lines ([`Deferred`]). The log (or nothing,
+//! for what a crash may lose) covers them meanwhile, and each checkpoint writes them in one
+//! transaction. A job delivered before the next checkpoint so never costs redb a write: at the
+//! rates the gateway runs at, that is nearly every job.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +34,7 @@ use tokio::sync::mpsc;
 use super::StorageError;
 use super::slot::Slot;
 use super::wal::{CHECKPOINTED, Put};
-use crate::embedded::META;
+use crate::embedded::{META, put_jobs};
 
 mod recover;
 
@@ -37,6 +43,9 @@ mod recover;
 const MAX_BATCH: usize = 1024;
 /// Longest time a `Durable::Later` write stays without an fsync.
 pub(crate) const MAX_UNSYNCED: Duration = Duration::from_millis(100);
+/// How often a batch made durable by the log alone also commits [`Deferred`] state (unsynced),
+/// so checkpoints stay small: ten such commits between two checkpoints.
+const SPILL_EVERY: Duration = Duration::from_millis(10);
 /// After a commit failed on the file (a full disk), every commit is fsync'd for this long.
 ///
 /// redb reuses the pages a transaction frees only once a durable commit follows, and a
@@ -68,16 +77,52 @@ pub(crate) struct Counts {
 /// One write waiting for the writer.
 pub(crate) type Op = Box<dyn Write>;
 
+/// Where a committed batch made its enqueues durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// In the database (an fsync'd commit stored the jobs).
+    Db,
+    /// In the write-ahead log only: the jobs are not in the database until a checkpoint, so
+    /// their owner keeps them (see [`Deferred`]).
+    Log,
+}
+
+/// What a [`Deferred::write`] is told once its commit's outcome is known: true if committed.
+pub(crate) type Settle = Box<dyn FnOnce(bool) + Send>;
+
+/// Whether a commit that writes [`Deferred`] state is a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// fsync'd: everything must be written, the log starts over after it.
+    Checkpoint,
+    /// Not fsync'd (the log still covers what it holds): write what is worth writing early.
+    Unsynced,
+}
+
+/// State its owner keeps in memory and writes with commits: all of it in each checkpoint (an
+/// fsync'd commit), and at most every `SPILL_EVERY` in an unsynced commit whatever it would
+/// rather not hold any longer, so that no checkpoint has much to write (a large one would hold
+/// up every enqueue behind it). Written before the batch's own ops.
+pub(crate) trait Deferred: Send + Sync {
+    /// Writes what waits into the commit's transaction.
+    fn write(&self, txn: &WriteTransaction, commit: Commit) -> Result<Settle, StorageError>;
+    /// Whether anything waits: the writer checkpoints before it stops.
+    fn pending(&self) -> bool;
+    /// After a reopen replayed the log into the database: what only the log held is in the
+    /// database now.
+    fn replayed(&self) {}
+}
+
 /// A write applied inside a group commit, then told how the commit went.
 pub(crate) trait Write: Send {
     /// Applies the write to the batch's transaction. An error aborts the whole batch.
     fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StorageError>;
     /// Reports the batch's outcome to whoever waits for this write.
-    fn finish(self: Box<Self>, commit: Result<(), StorageError>);
+    fn finish(self: Box<Self>, commit: Result<Stored, StorageError>);
     /// Whether the batch holding this write must be fsync'd before it is reported.
     fn durable(&self) -> Durable;
-    /// The jobs a `Durable::Now` write stores, when the write-ahead log may make it durable
-    /// instead of an fsync'd commit (an enqueue); empty: the commit itself must be fsync'd.
+    /// The jobs an enqueue stores, which the write-ahead log may make durable instead of an
+    /// fsync'd commit; empty for every other write.
     fn redo(&self) -> &[Put] {
         &[]
     }
@@ -89,7 +134,6 @@ pub(crate) struct Call<F, T, C> {
     out: Option<T>,
     then: C,
     durable: Durable,
-    redo: Vec<Put>,
 }
 
 impl<F, T, C> Call<F, T, C> {
@@ -99,17 +143,42 @@ impl<F, T, C> Call<F, T, C> {
             out: None,
             then,
             durable,
-            redo: Vec::new(),
         }
     }
+}
 
-    /// A durable write whose effect is exactly `redo` (the jobs it puts into `QUEUE`), so the
-    /// write-ahead log can make it durable.
-    pub(crate) fn logged(redo: Vec<Put>, f: F, then: C) -> Self {
-        Call {
-            redo,
-            ..Call::new(Durable::Now, f, then)
-        }
+/// An enqueue: jobs made durable by the write-ahead log, or, in a batch that is fsync'd
+/// anyway, stored in the database by that commit. `then` hears which, and gets the jobs back.
+pub(crate) struct Enqueue<C> {
+    puts: Vec<Put>,
+    then: C,
+}
+
+impl<C> Enqueue<C> {
+    pub(crate) fn new(puts: Vec<Put>, then: C) -> Self {
+        Enqueue { puts, then }
+    }
+}
+
+impl<C> Write for Enqueue<C>
+where
+    C: FnOnce(Result<Stored, StorageError>, Vec<Put>) + Send,
+{
+    /// Only in an fsync'd batch: a logged batch never applies its enqueues.
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StorageError> {
+        put_jobs(txn, &self.puts)
+    }
+
+    fn finish(self: Box<Self>, commit: Result<Stored, StorageError>) {
+        (self.then)(commit, self.puts)
+    }
+
+    fn durable(&self) -> Durable {
+        Durable::Now
+    }
+
+    fn redo(&self) -> &[Put] {
+        &self.puts
     }
 }
 
@@ -126,18 +195,14 @@ where
         Ok(())
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), StorageError>) {
+    fn finish(self: Box<Self>, commit: Result<Stored, StorageError>) {
         // `out` is None only when the batch failed before this op ran; commit is Err then.
         let Call { out, then, .. } = *self;
-        then(commit.and_then(|()| out.ok_or(StorageError::Closed)));
+        then(commit.and_then(|_| out.ok_or(StorageError::Closed)));
     }
 
     fn durable(&self) -> Durable {
         self.durable
-    }
-
-    fn redo(&self) -> &[Put] {
-        &self.redo
     }
 }
 
@@ -166,6 +231,8 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
     let mut unsynced: Option<Instant> = None;
     // Until when every commit is fsync'd (see `SYNC_ALL_AFTER_FAILURE`).
     let mut sync_all_until: Option<Instant> = None;
+    // When deferred state was last written by any commit.
+    let mut spilled = Instant::now();
     loop {
         let next = match unsynced {
             None => rt.block_on(rx.recv()).map(Some),
@@ -186,22 +253,19 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
             || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
             || sync_all_until.is_some_and(|until| Instant::now() < until);
         let logged = !now && batch.iter().any(|op| !op.redo().is_empty());
-        let mut result = commit(slot, &mut batch, now);
-        if logged && result.is_ok() {
-            result = log(slot, &batch, counts);
+        let result = match logged {
+            true => log(slot, &mut batch, counts, &mut spilled),
+            false => commit(slot, &mut batch, now, counts).map(|()| Stored::Db),
+        };
+        if !logged {
+            spilled = Instant::now();
         }
-        match &result {
-            Ok(()) => {
-                counts.commits.fetch_add(1, Ordering::Relaxed);
-                if now {
-                    counts.syncs.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, ops = batch.len(), "storage commit failed"),
+        if let Err(e) = &result {
+            tracing::error!(error = %e, ops = batch.len(), "storage commit failed");
         }
         unsynced = match &result {
-            Ok(()) if now => None,
-            Ok(()) => unsynced.or(Some(Instant::now())),
+            Ok(_) if now => None,
+            Ok(_) => unsynced.or(Some(Instant::now())),
             // The file is reopened: it holds what was fsync'd, and nothing else to sync.
             Err(e) if e.is_io() => None,
             // A failed sync is tried again later, not in a loop.
@@ -225,36 +289,42 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
             sync_all_until = Some(Instant::now() + SYNC_ALL_AFTER_FAILURE);
         }
     }
-    if unsynced.is_some() {
-        match commit(slot, &mut [], true) {
-            Ok(()) => {
-                counts.commits.fetch_add(1, Ordering::Relaxed);
-                counts.syncs.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::error!(error = %e, "storage: last sync failed"),
-        }
+    let pending = unsynced.is_some() || slot.deferred().iter().any(|d| d.pending());
+    if pending && let Err(e) = commit(slot, &mut [], true, counts) {
+        tracing::error!(error = %e, "storage: last sync failed");
     }
     tracing::debug!("storage writer stopped");
 }
 
-/// After a commit without an fsync: makes the batch's enqueues durable in the write-ahead log.
-/// If the log cannot be written, an fsync'd commit makes them durable instead (or fails, and the
-/// batch with it: the writer then reopens the store as after any failed commit).
-fn log(slot: &Slot, batch: &[Op], counts: &Counts) -> Result<(), StorageError> {
-    let puts: Vec<&Put> = batch.iter().flat_map(|op| op.redo()).collect();
+/// A batch without an fsync whose enqueues the write-ahead log makes durable: the other ops
+/// commit without an fsync (if there are any), then the enqueues' jobs are appended to the log
+/// and flushed; they reach the database with the next checkpoint, if still queued then. If the
+/// log cannot be written, an fsync'd commit stores the enqueues instead (or fails, and the batch
+/// with it: the writer then reopens the store as after any failed commit).
+fn log(
+    slot: &Slot,
+    batch: &mut [Op],
+    counts: &Counts,
+    spilled: &mut Instant,
+) -> Result<Stored, StorageError> {
+    // Stable: the enqueues keep their order, so each key's chain stays in order of acceptance.
+    batch.sort_by_key(|op| !op.redo().is_empty());
+    let split = batch.partition_point(|op| op.redo().is_empty());
+    let (others, enqueues) = batch.split_at_mut(split);
+    if !others.is_empty() || spilled.elapsed() >= SPILL_EVERY {
+        commit(slot, others, false, counts)?;
+        *spilled = Instant::now();
+    }
+    let puts: Vec<&Put> = enqueues.iter().flat_map(|op| op.redo()).collect();
     let appended = slot.wal().append(&puts);
     match appended {
         Ok(()) => {
             counts.logged.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(Stored::Log)
         }
         Err(e) => {
             tracing::warn!(error = %e, "write-ahead log failed; committing with an fsync instead");
-            let synced = commit(slot, &mut [], true);
-            if synced.is_ok() {
-                counts.syncs.fetch_add(1, Ordering::Relaxed);
-            }
-            synced
+            commit(slot, enqueues, true, counts).map(|()| Stored::Db)
         }
     }
 }
@@ -272,16 +342,43 @@ fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 }
 
 /// Applies the batch in one transaction and commits it, with an fsync when `fsync`; an empty
-/// fsync'd batch makes every unsynced commit before it durable. An fsync'd commit is also a
-/// checkpoint of the write-ahead log: everything the log holds is then in redb for good.
+/// fsync'd batch makes every unsynced commit before it durable. Every commit first writes the
+/// state [`Deferred`] owners keep (an fsync'd one all of it); an fsync'd commit is a checkpoint:
+/// once it is on disk, everything the write-ahead log holds is in redb for good.
 ///
 /// If any op fails the transaction is dropped (aborted) and the whole batch gets the error.
-fn commit(slot: &Slot, batch: &mut [Op], fsync: bool) -> Result<(), StorageError> {
+fn commit(slot: &Slot, batch: &mut [Op], fsync: bool, counts: &Counts) -> Result<(), StorageError> {
+    let mut settles = Vec::new();
+    let result = commit_with(slot, batch, fsync, &mut settles);
+    let ok = result.is_ok();
+    settles.into_iter().for_each(|settle| settle(ok));
+    if ok {
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        if fsync {
+            counts.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    result
+}
+
+fn commit_with(
+    slot: &Slot,
+    batch: &mut [Op],
+    fsync: bool,
+    settles: &mut Vec<Settle>,
+) -> Result<(), StorageError> {
     let mut txn = slot.begin_write()?;
     txn.set_durability(match fsync {
         true => Durability::Immediate,
         false => Durability::None,
     })?;
+    let kind = match fsync {
+        true => Commit::Checkpoint,
+        false => Commit::Unsynced,
+    };
+    for deferred in slot.deferred() {
+        settles.push(deferred.write(&txn, kind)?);
+    }
     for op in batch.iter_mut() {
         op.apply(&txn)?;
     }

@@ -2,11 +2,14 @@
 //!
 //! Jobs are stored under (lane, seq); an in-memory [`Schedule`] says which is due next. The
 //! schedule is changed only once a write has committed, so no worker ever sees a job that is
-//! not on disk, and a cancelled `enqueue` whose write went through still gets delivered.
+//! not on disk, and a cancelled `enqueue` whose write went through still gets delivered. A job
+//! enqueued through the write-ahead log is on disk in the log and waits in [`hot::Hot`] until a
+//! checkpoint stores it, unless it is delivered first.
 
 mod api;
 mod dlq;
 mod history;
+mod hot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,10 @@ use tokio::sync::oneshot;
 
 use super::schedule::{Next, Schedule};
 use super::{Job, record};
-use crate::embedded::{DEAD, Db, Durable, LAST_SEQ, META, QUEUE, StorageError, now_ms};
+use crate::embedded::{
+    DEAD, Db, Durable, LAST_SEQ, META, QUEUE, StorageError, bump_last_seq, now_ms,
+};
+use hot::Hot;
 
 /// The embedded queue. Cheap to clone; clones share the schedule.
 #[derive(Clone)]
@@ -26,6 +32,8 @@ pub struct EmbeddedQueue {
     schedule: Arc<Schedule>,
     next_seq: Arc<AtomicU64>,
     history: Arc<history::Rings>,
+    /// Jobs the write-ahead log holds and the database not yet.
+    hot: Hot,
     /// The store's reopen count last seen by `resync`.
     reopens: Arc<AtomicU64>,
 }
@@ -54,10 +62,16 @@ impl EmbeddedQueue {
             schedule.insert(lane, due, seq, order_key);
             last = last.max(seq);
         }
+        let next_seq = Arc::new(AtomicU64::new(last + 1));
+        let hot = Hot::new(Arc::clone(&next_seq));
+        let history = Arc::<history::Rings>::default();
+        db.defer(Arc::new(hot.clone()));
+        db.defer(history.clone());
         Ok(EmbeddedQueue {
             schedule: Arc::new(schedule),
-            next_seq: Arc::new(AtomicU64::new(last + 1)),
-            history: Arc::default(),
+            next_seq,
+            history,
+            hot,
             reopens: Arc::new(AtomicU64::new(db.reopens())),
             db,
         })
@@ -105,7 +119,7 @@ impl EmbeddedQueue {
         }
     }
 
-    /// Hands out the next sequence number; persisted by [`bump_last_seq`] with its record.
+    /// Hands out the next sequence number; persisted with its record (`bump_last_seq`).
     fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -113,6 +127,9 @@ impl EmbeddedQueue {
     /// Reads a leased job. Synchronous on purpose: an await between lease and return would
     /// let a cancelled `receive` leak the lease.
     fn load(&self, lane: &str, seq: u64) -> Result<Option<Job>, StorageError> {
+        if let Some(bytes) = self.hot.get(lane, seq) {
+            return Ok(Some(record::decode_job(seq, &bytes)?));
+        }
         let txn = self.db.read()?;
         let table = txn.open_table(QUEUE)?;
         let Some(bytes) = table.get((lane, seq))? else {
@@ -169,15 +186,22 @@ impl EmbeddedQueue {
         rx.await.unwrap_or(Err(StorageError::Closed))
     }
 
-    /// The oldest stored job of `lane` (lowest seq), if any.
+    /// The oldest queued job of `lane` (lowest seq), if any.
     fn oldest(&self, lane: &str) -> Result<Option<Job>, StorageError> {
+        let hot = self.hot.first(lane);
         let txn = self.db.read()?;
         let table = txn.open_table(QUEUE)?;
-        let Some(entry) = table.range((lane, 0)..=(lane, u64::MAX))?.next() else {
-            return Ok(None);
+        let stored = table.range((lane, 0)..=(lane, u64::MAX))?.next();
+        let stored = stored.transpose()?;
+        let stored = stored.as_ref().map(|(k, v)| (k.value().1, v.value()));
+        let older = match (stored, &hot) {
+            (Some((seq, bytes)), Some((hot_seq, _))) if seq < *hot_seq => Some((seq, bytes)),
+            (_, Some((seq, bytes))) => Some((*seq, &bytes[..])),
+            (stored, None) => stored,
         };
-        let (key, bytes) = entry?;
-        Ok(Some(record::decode_job(key.value().1, bytes.value())?))
+        Ok(older
+            .map(|(seq, bytes)| record::decode_job(seq, bytes))
+            .transpose()?)
     }
 }
 
@@ -195,16 +219,6 @@ fn settle(schedule: &Schedule, lane: &str, seq: u64, committed: bool) {
 fn put_job(txn: &WriteTransaction, lane: &str, seq: u64, bytes: &[u8]) -> Result<(), StorageError> {
     txn.open_table(QUEUE)?.insert((lane, seq), bytes)?;
     bump_last_seq(txn, seq)
-}
-
-/// Persists `seq` as the highest handed out, so numbers are never reused after a restart.
-fn bump_last_seq(txn: &WriteTransaction, seq: u64) -> Result<(), StorageError> {
-    let mut meta = txn.open_table(META)?;
-    let last = meta.get(LAST_SEQ)?.map_or(0, |g| g.value());
-    if seq > last {
-        meta.insert(LAST_SEQ, seq)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::time::{Duration, SystemTime};
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
-use super::{EmbeddedQueue, Schedule, history, put_job, settle};
+use super::hot::Taken;
+use super::{EmbeddedQueue, Schedule, put_job, settle};
 use crate::config::OnDead;
 use crate::deliver::Failure;
-use crate::embedded::{Durable, Put, QUEUE, StorageError, now_ms, to_ms};
+use crate::embedded::{Durable, Put, QUEUE, StorageError, Stored, now_ms, to_ms};
 use crate::queue::schedule::Next;
 use crate::queue::{AttemptRecord, DeadEvent, Event, Job, OrderStats, Queue, QueueError, record};
 
@@ -20,44 +21,37 @@ impl Queue for EmbeddedQueue {
         Ok(seqs.first().copied().unwrap_or_default())
     }
 
-    /// One write op, so the events share one transaction. Refuses with `Full` rather than
-    /// waiting when the writer is far behind.
+    /// One write op, so the events share one transaction (or one log record). Refuses with
+    /// `Full` rather than waiting when the writer is far behind.
     async fn enqueue_all(&self, events: Vec<Event>) -> Result<Vec<u64>, QueueError> {
         let due = now_ms();
         let mut jobs = Vec::with_capacity(events.len());
-        for event in &events {
-            let bytes = record::encode_job(due, 0, None, event).map_err(StorageError::from)?;
+        let mut order_keys = Vec::with_capacity(events.len());
+        for event in events {
+            let bytes = record::encode_job(due, 0, None, &event).map_err(StorageError::from)?;
             jobs.push(Put {
                 lane: event.lane(),
                 seq: self.next_seq(),
                 bytes: bytes.into(),
             });
+            order_keys.push(event.order_key);
         }
         let seqs: Vec<u64> = jobs.iter().map(|j| j.seq).collect();
-        let keys: Vec<(String, u64, Option<String>)> = jobs
-            .iter()
-            .zip(&events)
-            .map(|(j, e)| (j.lane.clone(), j.seq, e.order_key.clone()))
-            .collect();
         let (tx, rx) = oneshot::channel();
-        let schedule = Arc::clone(&self.schedule);
-        let lines = self.history.take();
-        let redo = jobs.clone();
-        let write = move |txn: &WriteTransaction| {
-            history::write(txn, &lines)?;
-            jobs.iter()
-                .try_for_each(|j| put_job(txn, &j.lane, j.seq, &j.bytes))
-        };
-        let then = move |result: Result<(), StorageError>| {
-            if result.is_ok() {
+        let (schedule, hot) = (Arc::clone(&self.schedule), self.hot.clone());
+        let then = move |result: Result<Stored, StorageError>, jobs: Vec<Put>| {
+            if let Ok(stored) = result {
+                if stored == Stored::Log {
+                    hot.insert(&jobs);
+                }
                 // In seq order, so a key's chain is in order of acceptance.
-                keys.iter().for_each(|(lane, seq, key)| {
-                    schedule.insert(lane, due, *seq, key.as_deref());
-                });
+                for (job, key) in jobs.iter().zip(&order_keys) {
+                    schedule.insert(&job.lane, due, job.seq, key.as_deref());
+                }
             }
-            let _ = tx.send(result);
+            let _ = tx.send(result.map(drop));
         };
-        self.db.try_submit_logged(redo, write, then)?;
+        self.db.try_submit_enqueue(jobs, then)?;
         rx.await.unwrap_or(Err(StorageError::Closed))?;
         Ok(seqs)
     }
@@ -87,8 +81,13 @@ impl Queue for EmbeddedQueue {
     }
 
     /// On failure the job becomes due again at once: it may be delivered twice, never lost.
+    /// A job only the write-ahead log holds is acknowledged in memory, without a write.
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
         let (lane, seq) = (job.event.lane(), job.seq);
+        if self.hot.take(&lane, seq) == Taken::Hot {
+            self.schedule.remove(&lane, seq);
+            return Ok(());
+        }
         let key = lane.clone();
         let write = move |txn: &WriteTransaction| {
             txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
@@ -104,6 +103,11 @@ impl Queue for EmbeddedQueue {
         let (lane, seq, due) = (job.event.lane(), job.seq, to_ms(at));
         let bytes = record::encode_job(due, job.attempts + 1, Some(error), &job.event)
             .map_err(StorageError::from)?;
+        // Only the log holds it: the next checkpoint stores the new record, a crash the old one.
+        if self.hot.replace(&lane, seq, bytes.clone().into()) {
+            self.schedule.insert(&lane, due, seq, None);
+            return Ok(());
+        }
         let key = lane.clone();
         let write = move |txn: &WriteTransaction| put_job(txn, &key, seq, &bytes);
         let after = move |s: &Schedule, _: Option<&()>| s.insert(&lane, due, seq, None);

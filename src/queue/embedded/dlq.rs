@@ -3,8 +3,8 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{EmbeddedQueue, Schedule, bump_last_seq, put_job, settle};
-use crate::embedded::{DEAD, DEAD_IDS, Durable, QUEUE, StorageError, now_ms};
+use super::{EmbeddedQueue, Schedule, put_job, settle};
+use crate::embedded::{DEAD, DEAD_IDS, Durable, QUEUE, StorageError, bump_last_seq, now_ms};
 use crate::queue::{DeadEvent, Job, record};
 
 impl EmbeddedQueue {
@@ -71,9 +71,17 @@ impl EmbeddedQueue {
             txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;
             put_dead(txn, &key, &id, dead.seq, &bytes)
         };
-        let after = move |s: &Schedule, ok: Option<&()>| match (ok, hold) {
-            (Some(()), Some((id, since))) => s.remove_blocking(&lane, seq, &id, since),
-            (ok, _) => settle(s, &lane, seq, ok.is_some()),
+        let hot = self.hot.clone();
+        let after = move |s: &Schedule, ok: Option<&()>| {
+            if ok.is_some() {
+                // A checkpoint, like every fsync'd commit: it stored the job first if only the
+                // log held it, and this write removed it again.
+                hot.take(&lane, seq);
+            }
+            match (ok, hold) {
+                (Some(()), Some((id, since))) => s.remove_blocking(&lane, seq, &id, since),
+                (ok, _) => settle(s, &lane, seq, ok.is_some()),
+            }
         };
         // Durable before it is reported, although a crash would only put the job back in the
         // queue: an operator reads the DLQ, and a dead letter that vanishes on a restart (its

@@ -1,9 +1,10 @@
 //! Delivery history in the embedded store: a ring of `HISTORY_MAX` slots per lane, so keeping
 //! only the newest attempts costs no deletes and no counting.
 //!
-//! Lines wait in memory and are written by the next queue write (an ack, retry or enqueue), so
-//! history never costs an fsync of its own on the delivery path; when nothing else writes, a
-//! delayed flush writes them. Reads see pending lines too. A crash may lose the newest lines.
+//! Lines wait in memory and are written by the next queue write (an ack or a retry) or the next
+//! checkpoint, so history never costs an fsync of its own on the delivery path; when nothing
+//! else writes, a delayed flush writes them. Reads see pending lines too. A crash may lose the
+//! newest lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +13,7 @@ use std::time::Duration;
 use redb::WriteTransaction;
 
 use super::EmbeddedQueue;
-use crate::embedded::{Db, Durable, HISTORY, StorageError};
+use crate::embedded::{Commit, Db, Deferred, Durable, HISTORY, Settle, StorageError};
 use crate::queue::{AttemptRecord, HISTORY_MAX, record};
 
 /// How long a line may wait for another write before it is written on its own.
@@ -49,6 +50,23 @@ impl Rings {
     /// Takes the pending lines, for the caller's transaction to write.
     pub(super) fn take(&self) -> Vec<Line> {
         std::mem::take(&mut self.lock().pending)
+    }
+}
+
+impl Deferred for Rings {
+    fn write(&self, txn: &WriteTransaction, _: Commit) -> Result<Settle, StorageError> {
+        let lines = self.take();
+        write(txn, &lines)?;
+        let n = lines.len();
+        Ok(Box::new(move |committed| {
+            if !committed && n > 0 {
+                tracing::warn!(lines = n, "delivery history lines lost");
+            }
+        }))
+    }
+
+    fn pending(&self) -> bool {
+        !self.lock().pending.is_empty()
     }
 }
 

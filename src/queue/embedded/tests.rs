@@ -59,6 +59,87 @@ async fn enqueues_made_durable_by_the_log_survive_a_crash() {
     assert_eq!(open(&crashed).depth("r").await.unwrap(), 4);
 }
 
+/// The jobs in the `QUEUE` table, as (lane, seq, attempts).
+fn stored(q: &EmbeddedQueue) -> Vec<(String, u64, u32)> {
+    let txn = q.db.read().unwrap();
+    let table = txn.open_table(QUEUE).unwrap();
+    let rows = table.iter().unwrap().map(|row| {
+        let (key, value) = row.unwrap();
+        let (lane, seq) = key.value();
+        let job = record::decode_job(seq, value.value()).unwrap();
+        (lane.to_owned(), seq, job.attempts)
+    });
+    rows.collect()
+}
+
+#[tokio::test]
+async fn a_job_delivered_before_the_checkpoint_costs_the_database_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let (commits, logged) = (q.db.commits(), q.db.logged());
+    q.enqueue(event("r", "e")).await.unwrap();
+    let job = recv(&q, "r").await;
+    q.ack(&job).await.unwrap();
+    assert_eq!(
+        q.db.logged() - logged,
+        1,
+        "the log made the enqueue durable"
+    );
+    assert_eq!(
+        q.db.commits() - commits,
+        0,
+        "neither the enqueue nor the ack wrote the database"
+    );
+    assert_eq!((q.hot.len(), q.depth("r").await.unwrap()), (0, 0));
+    q.db.flush().await.unwrap();
+    assert!(stored(&q).is_empty(), "the checkpoint had nothing to store");
+    drop(q);
+    assert!(
+        nothing_for(&open(&dir), "r", 50).await,
+        "gone after a restart too"
+    );
+}
+
+#[tokio::test]
+async fn a_job_still_queued_at_a_checkpoint_is_stored_by_it_with_its_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    let seq = q.enqueue(event("r", "e")).await.unwrap();
+    let job = recv(&q, "r").await;
+    q.retry(&job, SystemTime::now(), "boom").await.unwrap();
+    assert!(
+        stored(&q).is_empty(),
+        "the retry changed the job in memory only"
+    );
+    assert_eq!(q.hot.len(), 1);
+    q.db.flush().await.unwrap();
+    assert_eq!(stored(&q), [("r".to_owned(), seq, 1)]);
+    assert_eq!(q.hot.len(), 0, "stored: the database has it now");
+    let again = recv(&q, "r").await;
+    assert_eq!((again.seq, again.attempts), (seq, 1));
+    q.ack(&again).await.unwrap();
+    q.db.flush().await.unwrap();
+    assert!(stored(&q).is_empty(), "a stored job's ack deletes it");
+}
+
+/// A checkpoint rewinds the log: what it stored must survive without it.
+#[tokio::test]
+async fn a_checkpointed_job_survives_a_crash_without_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir);
+    q.enqueue(event("r", "e1")).await.unwrap();
+    q.db.flush().await.unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join(crate::embedded::FILE_NAME),
+        crashed.path().join(crate::embedded::FILE_NAME),
+    )
+    .unwrap();
+    let after = open(&crashed);
+    assert_eq!(recv(&after, "r").await.event.id, "e1");
+    assert_eq!(stored(&after).len(), 1);
+}
+
 #[tokio::test]
 async fn a_job_the_schedule_forgot_is_delivered_again_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,6 +288,8 @@ async fn a_refused_ack_hands_the_job_back_once_storage_works() {
     let q = open(&dir);
     q.enqueue(event("r", "e")).await.unwrap();
     let job = recv(&q, "r").await;
+    // A checkpoint stores the job, so its ack must write (one only the log holds needs none).
+    q.db.flush().await.unwrap();
     q.db.set_healthy(false);
     let err = q.ack(&job).await.unwrap_err();
     assert!(matches!(
@@ -252,17 +335,21 @@ async fn lanes_are_separate_queues() {
 }
 
 #[tokio::test]
-async fn enqueue_all_stores_every_event_in_one_commit() {
+async fn enqueue_all_stores_every_event_in_one_log_record() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir);
-    let before = q.db.commits();
+    let (commits, logged) = (q.db.commits(), q.db.logged());
     let events = vec![
         fanned("r", "e", "a"),
         fanned("r", "e", "b"),
         event("r", "e"),
     ];
     let seqs = q.enqueue_all(events).await.unwrap();
-    assert_eq!(q.db.commits() - before, 1);
+    assert_eq!(
+        (q.db.commits() - commits, q.db.logged() - logged),
+        (0, 1),
+        "one record of the log, no commit"
+    );
     assert_eq!(seqs.len(), 3);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     for lane in ["r/a", "r/b", "r"] {
