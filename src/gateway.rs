@@ -43,6 +43,8 @@ struct Base {
     certificate: Option<Arc<server::acme::CertResolver>>,
     /// The console's charts: sampled counters, kept across reloads.
     timeseries: Arc<admin::timeseries::TimeSeries>,
+    /// The delivery workers' own threads.
+    delivery: deliver::Runtime,
 }
 
 impl Base {
@@ -52,6 +54,7 @@ impl Base {
             client: self.client.clone(),
             metrics: self.metrics.clone(),
             telemetry: self.telemetry.clone(),
+            runtime: self.delivery.handle(),
         }
     }
 
@@ -136,6 +139,7 @@ pub async fn run(
         telemetry: crate::telemetry::start(config.telemetry.as_ref())?,
         certificate: acme.as_ref().map(|a| a.resolver()),
         timeseries: Arc::default(),
+        delivery: deliver::Runtime::start().map_err(RunError::Runtime)?,
     };
     note_cert_expiry(&base.metrics, &config);
     let configured = Arc::new(base.known.lanes(&config.routes));

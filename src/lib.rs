@@ -66,6 +66,9 @@ pub enum RunError {
     /// The trace exporter could not be built.
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
+    /// The delivery workers' threads could not be started.
+    #[error("starting the delivery threads: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// The configured storage: queue and dedup, plus the embedded database when there is one.

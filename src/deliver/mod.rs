@@ -11,6 +11,7 @@ pub mod forward;
 pub mod known;
 pub mod lane;
 pub mod retry;
+mod runtime;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,7 @@ pub use known::KnownLanes;
 pub use lane::{LaneState, Lanes};
 use opentelemetry::KeyValue;
 use retry::Next;
+pub use runtime::Runtime;
 
 /// What every lane worker shares.
 #[derive(Clone)]
@@ -39,6 +41,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// OpenTelemetry traces; None = off, and no span is built.
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Where the lane workers and their attempts run (see [`Runtime`]).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// One lane's delivery settings, prepared once.
@@ -77,7 +81,7 @@ pub fn spawn(
                 state: state.clone(),
                 shared: shared.clone(),
             };
-            set.spawn(Arc::new(w).run(stop.clone()));
+            set.spawn_on(Arc::new(w).run(stop.clone()), &shared.runtime);
         }
     }
     set
@@ -130,7 +134,11 @@ impl LaneWorker {
         while inflight.join_next().await.is_some() {}
     }
 
-    async fn deliver(self: Arc<Self>, job: Job, _permit: OwnedSemaphorePermit) {
+    /// One attempt, then its bookkeeping. The permit bounds requests in flight to the upstream,
+    /// so it goes back as soon as the answer is in: waiting for the outcome's write (the next
+    /// group commit) while holding it would cap the lane at `concurrency` per commit interval,
+    /// whatever the upstream could take (docs/performance.md).
+    async fn deliver(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
         let mut req = forward::request(
             &self.upstream.url,
             &job,
@@ -143,6 +151,7 @@ impl LaneWorker {
             s.inject(req.headers_mut());
         }
         let attempt = forward::send(&self.client, req, self.upstream.timeout).await;
+        drop(permit);
         let number = job.attempts + 1;
         let outcome = self.settle(&job, &attempt).await;
         if let Some(s) = span {

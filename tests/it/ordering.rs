@@ -305,13 +305,15 @@ fn check_order(sink: &OrderSink, keys: usize, per_key: usize, redelivered: bool)
         if redelivered {
             // A crash undoes the last acks (and cuts an attempt short): the key starts again
             // from its first event not acknowledged on disk, in order. So the deliveries go
-            // forward one event at a time, with at most one step back (the single crash).
+            // forward one event at a time, with at most one step back (the single crash). An
+            // event whose answer the kill swallowed is sent again, and accepted again if its
+            // done-record was not on disk yet: delivered twice in a row, not a step back.
             let at: Vec<usize> = successes
                 .iter()
                 .map(|id| expected.iter().position(|e| e == id).unwrap())
                 .collect();
             assert_eq!(at.first(), Some(&0), "{key}: {successes:?}");
-            let back = at.windows(2).filter(|w| w[1] != w[0] + 1).count();
+            let back = at.windows(2).filter(|w| w[1] < w[0]).count();
             let forward = at.windows(2).all(|w| w[1] == w[0] + 1 || w[1] <= w[0]);
             assert!(forward && back <= 1, "{key}: {successes:?}");
         } else {

@@ -1,0 +1,45 @@
+//! The delivery workers' own threads.
+//!
+//! On the ingress runtime, every delivery attempt waits in tokio's run queue behind every
+//! request connection, each in turn: under a flood of requests, `concurrency` attempts in flight
+//! then move at the pace of the connections' queue, ingest outruns delivery many times over and
+//! the backlog grows for as long as the flood lasts (docs/performance.md, "Delivery on threads
+//! of its own"). On threads of their own the operating system's scheduler gives delivery its
+//! share of the CPU by thread, whatever the number of connections.
+
+use tokio::runtime::Handle;
+
+/// The delivery runtime: a multi-thread tokio runtime, shut down without waiting when dropped
+/// (the gateway has drained or aborted its workers by then).
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    /// Starts half as many threads as the machine has cores, at least one: a delivery costs
+    /// about half what accepting the event did (docs/performance.md).
+    pub fn start() -> std::io::Result<Runtime> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads((cores / 2).max(1))
+            .thread_name("hookgate-deliver")
+            .enable_all()
+            .build()?;
+        Ok(Runtime(Some(rt)))
+    }
+
+    /// Where to spawn delivery work.
+    pub fn handle(&self) -> Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => unreachable!("the runtime is only taken by drop"),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside another runtime's task.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
