@@ -119,6 +119,27 @@ impl DeadEvent {
     }
 }
 
+/// How long ago an event received at `received_at_ms` arrived: a lane's queue age, the same on
+/// every backend.
+pub(crate) fn age_since(received_at_ms: u64) -> Duration {
+    Duration::from_millis(crate::embedded::now_ms().saturating_sub(received_at_ms))
+}
+
+/// A lane's history as `Queue::history` returns it, from its attempts newest first: only
+/// `event_id`'s if given, at most `limit`.
+pub(crate) fn newest_attempts(
+    newest_first: impl IntoIterator<Item = AttemptRecord>,
+    event_id: Option<&str>,
+    limit: usize,
+) -> Vec<AttemptRecord> {
+    let wanted = |r: &AttemptRecord| event_id.is_none_or(|id| r.event_id == id);
+    newest_first
+        .into_iter()
+        .filter(wanted)
+        .take(limit)
+        .collect()
+}
+
 /// Ordered delivery in one lane, for the admin API and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OrderStats {

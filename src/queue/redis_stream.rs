@@ -246,7 +246,7 @@ impl Queue for RedisQueue {
                 oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
         }
-        Ok(oldest.map(|at| Duration::from_millis(now_ms().saturating_sub(at))))
+        Ok(oldest.map(crate::queue::age_since))
     }
 
     /// Newest first across the shards.

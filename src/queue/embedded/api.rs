@@ -135,8 +135,7 @@ impl Queue for EmbeddedQueue {
 
     async fn oldest_age(&self, lane: &str) -> Result<Option<Duration>, QueueError> {
         let oldest = self.oldest(lane)?;
-        let age = |j: Job| Duration::from_millis(now_ms().saturating_sub(j.event.received_at_ms));
-        Ok(oldest.map(age))
+        Ok(oldest.map(|j| crate::queue::age_since(j.event.received_at_ms)))
     }
 
     async fn dead(&self, lane: &str, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {

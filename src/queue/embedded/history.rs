@@ -166,9 +166,11 @@ impl EmbeddedQueue {
         if let Some(&max) = ring.keys().next_back() {
             ring = ring.split_off(&max.saturating_sub(HISTORY_MAX as u64 - 1));
         }
-        let wanted = |r: &AttemptRecord| event_id.is_none_or(|id| r.event_id == id);
-        let newest_first = ring.into_values().rev().filter(wanted);
-        Ok(newest_first.take(limit).collect())
+        Ok(crate::queue::newest_attempts(
+            ring.into_values().rev(),
+            event_id,
+            limit,
+        ))
     }
 
     /// Every stored record of the lane by number.

@@ -145,15 +145,9 @@ impl RedisQueue {
         let mut range = redis::cmd("LRANGE");
         range.arg(&keys.history).arg(0).arg(stop);
         let raws: Vec<Vec<u8>> = self.redis.query(&range).await?;
-        let mut out = Vec::new();
-        for raw in raws {
-            let rec = record::decode_attempt(&raw)?;
-            if event_id.is_none_or(|id| rec.event_id == id) {
-                out.push(rec);
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        let newest_first = raws.iter().map(|raw| record::decode_attempt(raw));
+        let newest_first: Vec<AttemptRecord> = newest_first.collect::<Result<_, _>>()?;
+        Ok(crate::queue::newest_attempts(newest_first, event_id, limit))
     }
 
     /// When the oldest waiting event of a shard was received: the stream's head, or one of
