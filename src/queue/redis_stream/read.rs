@@ -1,13 +1,16 @@
 //! Receiving: reclaim leases of dead replicas, move due retries back, then read new entries.
 //!
 //! Each step is cheap when there is nothing to do, and the two housekeeping steps run at most
-//! every so often per shard, so a busy lane pays one `XREADGROUP` per job.
+//! every so often per shard, so a busy lane pays one `XREADGROUP` per `READ_BATCH` jobs: a read
+//! takes up to that many new entries, and the ones not handed out at once wait in the shard's
+//! buffer (leased to this replica in Redis like any other).
 //!
 //! A sharded lane is read in turns: a pass visits every shard once, starting one further than
 //! the last pass, reading without blocking except at the pass's last shard, which blocks up to
 //! `POLL`. A busy lane finds work at once; an idle one costs about one command per shard per
 //! `POLL`, and an event that lands on an idle lane waits at most one `POLL` plus a pass.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -27,6 +30,10 @@ const MOVE_BATCH: usize = 100;
 const RETURN_BATCH: usize = 1000;
 /// Idle blocking-read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 64;
+/// New entries one read takes. A job buffered here waits for this replica's next receive of the
+/// lane; a few per read saves most of the reads of a busy lane without hoarding a backlog that
+/// other replicas could deliver.
+const READ_BATCH: usize = 8;
 
 /// What one replica remembers about a lane between receives.
 #[derive(Default)]
@@ -42,6 +49,8 @@ struct ShardState {
     reclaim_at: Instant,
     /// When the mover should run next, ms since the epoch.
     move_at_ms: u64,
+    /// Entries read but not handed out yet, with when they were read.
+    buffered: VecDeque<(Instant, StreamId)>,
 }
 
 impl Default for ShardState {
@@ -50,6 +59,7 @@ impl Default for ShardState {
             group_ready: false,
             reclaim_at: Instant::now(),
             move_at_ms: 0,
+            buffered: VecDeque::new(),
         }
     }
 }
@@ -104,7 +114,14 @@ impl RedisQueue {
     /// Hands every lease of this replica back to the queue (call once no worker runs), so a
     /// graceful restart does not wait out the visibility timeout. Logs what it cannot do.
     pub async fn return_leases(&self) {
-        let lanes: Vec<String> = self.lanes().keys().cloned().collect();
+        // Buffered entries are leases too: they go back with the rest, and must not be handed
+        // out again from here.
+        let lanes: Vec<String> = {
+            let mut lanes = self.lanes();
+            let shards = lanes.values_mut().flat_map(|l| l.shards.iter_mut());
+            shards.for_each(|s| s.buffered.clear());
+            lanes.keys().cloned().collect()
+        };
         for (lane, shard) in lanes
             .iter()
             .flat_map(|l| self.shards().map(move |s| (l, s)))
@@ -137,6 +154,9 @@ impl RedisQueue {
         keys: &Keys,
         block: bool,
     ) -> Result<Option<Job>, RedisError> {
+        if let Some(entry) = self.buffered(lane, shard) {
+            return self.accept(lane, keys, entry).await;
+        }
         if let Some(entry) = self.reclaim(lane, shard, keys).await? {
             return self.accept(lane, keys, entry).await;
         }
@@ -145,10 +165,31 @@ impl RedisQueue {
             true => self.read_new(keys, wait).await?,
             false => self.read_ready(keys).await?,
         };
-        match read {
-            Some(entry) => self.accept(lane, keys, entry).await,
-            None => Ok(None),
-        }
+        let mut read = read.into_iter();
+        let Some(first) = read.next() else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        self.shard_state(lane, shard, |s| {
+            s.buffered.extend(read.map(|entry| (now, entry)));
+        });
+        self.accept(lane, keys, first).await
+    }
+
+    /// The oldest buffered entry still fresh. One buffered for half the visibility timeout is
+    /// dropped instead: another replica may take it over soon, and delivering it here too would
+    /// deliver it twice. It stays leased to this replica, so a reclaim brings it back if none
+    /// does; nothing is lost.
+    fn buffered(&self, lane: &str, shard: u32) -> Option<StreamId> {
+        let stale = self.visibility / 2;
+        self.shard_state(lane, shard, |s| {
+            while let Some((at, entry)) = s.buffered.pop_front() {
+                if at.elapsed() < stale {
+                    return Some(entry);
+                }
+            }
+            None
+        })
     }
 
     /// Creates the consumer group (and the stream) once; start id 0 so nothing added before
@@ -227,13 +268,13 @@ impl RedisQueue {
         Ok(wait.clamp(Duration::from_millis(1), POLL))
     }
 
-    /// Reads one new entry, blocking up to `block` on a connection of its own.
-    async fn read_new(&self, keys: &Keys, block: Duration) -> Result<Option<StreamId>, RedisError> {
+    /// Reads up to `READ_BATCH` new entries, blocking up to `block` on a connection of its own.
+    async fn read_new(&self, keys: &Keys, block: Duration) -> Result<Vec<StreamId>, RedisError> {
         let mut conn = self.reader().await?;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(GROUP).arg(&*self.consumer);
         cmd.arg("COUNT")
-            .arg(1)
+            .arg(READ_BATCH)
             .arg("BLOCK")
             .arg(block.as_millis() as u64);
         cmd.arg("STREAMS").arg(&keys.stream).arg(">");
@@ -241,17 +282,17 @@ impl RedisQueue {
         let reply: Option<StreamReadReply> =
             self.redis.within(limit, cmd.query_async(&mut conn)).await?;
         self.give_back(conn);
-        Ok(first_entry(reply))
+        Ok(entries(reply))
     }
 
-    /// Reads one new entry if there is one, without blocking (on the shared connection).
-    async fn read_ready(&self, keys: &Keys) -> Result<Option<StreamId>, RedisError> {
+    /// Reads up to `READ_BATCH` new entries without blocking (on the shared connection).
+    async fn read_ready(&self, keys: &Keys) -> Result<Vec<StreamId>, RedisError> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(GROUP).arg(&*self.consumer);
-        cmd.arg("COUNT").arg(1);
+        cmd.arg("COUNT").arg(READ_BATCH);
         cmd.arg("STREAMS").arg(&keys.stream).arg(">");
         let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
-        Ok(first_entry(reply))
+        Ok(entries(reply))
     }
 
     /// The job in `entry`; an entry that cannot be decoded is set aside in `corrupt:L`.
@@ -310,9 +351,8 @@ impl RedisQueue {
     }
 }
 
-/// The one entry a `COUNT 1` read returned, if any.
-fn first_entry(reply: Option<StreamReadReply>) -> Option<StreamId> {
-    reply
-        .and_then(|r| r.keys.into_iter().next())
-        .and_then(|k| k.ids.into_iter().next())
+/// The entries a read of one stream returned, oldest first.
+fn entries(reply: Option<StreamReadReply>) -> Vec<StreamId> {
+    let stream = reply.and_then(|r| r.keys.into_iter().next());
+    stream.map(|k| k.ids).unwrap_or_default()
 }

@@ -88,3 +88,51 @@ async fn a_live_lease_is_not_taken_over_early() {
     assert!(nothing_for(&b, "r", 1500).await);
     testing::cleanup(&r).await;
 }
+
+#[tokio::test]
+async fn one_read_leases_a_few_entries_and_hands_them_out_in_order() {
+    let r = testing::redis("q-batch");
+    let (a, b) = (queue(&r), queue(&r));
+    for i in 0..5 {
+        a.enqueue(event("r", &format!("e{i}"))).await.unwrap();
+    }
+    assert_eq!(recv(&a, "r").await.event.id, "e0");
+    assert!(
+        nothing_for(&b, "r", 300).await,
+        "the read leased the others to A"
+    );
+    let mut rest = Vec::new();
+    for _ in 0..4 {
+        let job = recv(&a, "r").await;
+        a.ack(&job).await.unwrap();
+        rest.push(job.event.id);
+    }
+    assert_eq!(rest, ["e1", "e2", "e3", "e4"]);
+    assert!(nothing_for(&a, "r", 300).await);
+    testing::cleanup(&r).await;
+}
+
+/// A buffered entry kept past half the visibility timeout is not handed out from the buffer
+/// (another replica may be taking it over); it comes back by a reclaim, once.
+#[tokio::test]
+async fn a_stale_buffered_entry_comes_back_by_a_reclaim_once() {
+    let r = testing::redis("q-stale");
+    let visibility = Duration::from_millis(600);
+    let a = RedisQueue::new(r.clone(), visibility);
+    a.enqueue(event("r", "first")).await.unwrap();
+    a.enqueue(event("r", "kept")).await.unwrap();
+    let first = recv(&a, "r").await;
+    let read_at = std::time::Instant::now();
+    a.ack(&first).await.unwrap();
+    tokio::time::sleep(visibility / 2 + Duration::from_millis(50)).await;
+    let kept = recv(&a, "r").await;
+    assert_eq!(kept.event.id, "kept");
+    assert!(
+        read_at.elapsed() >= visibility,
+        "reclaimed after the visibility timeout, not taken from the buffer: {:?}",
+        read_at.elapsed()
+    );
+    a.ack(&kept).await.unwrap();
+    assert!(nothing_for(&a, "r", 800).await, "once");
+    testing::cleanup(&r).await;
+}
