@@ -3,15 +3,19 @@
 //! On the ingress runtime, every delivery attempt waits in tokio's run queue behind every
 //! request connection, each in turn: under a flood of requests, `concurrency` attempts in flight
 //! then move at the pace of the connections' queue, ingest outruns delivery many times over and
-//! the backlog grows for as long as the flood lasts (docs/performance.md, "Delivery on threads
-//! of its own"). On threads of their own the operating system's scheduler gives delivery its
+//! the backlog grows for as long as the flood lasts (docs/performance.md, "2026-12-04,
+//! later: deliveries that keep pace"). On threads of their own the operating system's scheduler gives delivery its
 //! share of the CPU by thread, whatever the number of connections.
 
 use tokio::runtime::Handle;
 
 /// The delivery runtime: a multi-thread tokio runtime, shut down without waiting when dropped
 /// (the gateway has drained or aborted its workers by then).
-pub struct Runtime(Option<tokio::runtime::Runtime>);
+pub struct Runtime {
+    /// Taken only by drop.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: Handle,
+}
 
 impl Runtime {
     /// Starts half as many threads as the machine has cores, at least one: a delivery costs
@@ -23,22 +27,22 @@ impl Runtime {
             .thread_name("hookgate-deliver")
             .enable_all()
             .build()?;
-        Ok(Runtime(Some(rt)))
+        Ok(Runtime {
+            handle: rt.handle().clone(),
+            runtime: Some(rt),
+        })
     }
 
     /// Where to spawn delivery work.
     pub fn handle(&self) -> Handle {
-        match &self.0 {
-            Some(rt) => rt.handle().clone(),
-            None => unreachable!("the runtime is only taken by drop"),
-        }
+        self.handle.clone()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which panics inside another runtime's task.
-        if let Some(rt) = self.0.take() {
+        if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
     }

@@ -17,11 +17,12 @@
 //! log ([`super::wal`]) and flushing that, one sequential write instead of a dozen page writes.
 //! Every fsync'd commit is a checkpoint of the log.
 //!
-//! Some state is not written by any op at all until a checkpoint: the jobs enqueued through the
-//! log and not yet delivered, dedup records, history lines ([`Deferred`]). The log (or nothing,
-//! for what a crash may lose) covers them meanwhile, and each checkpoint writes them in one
-//! transaction. A job delivered before the next checkpoint so never costs redb a write: at the
-//! rates the gateway runs at, that is nearly every job.
+//! Some state is written by no op of its own ([`Deferred`]): the jobs enqueued through the log
+//! and not yet delivered, dedup records, history lines. The log (or nothing, for what a crash
+//! may lose) covers them meanwhile; an unsynced commit at most every `SPILL_EVERY` writes the
+//! records, the lines and the jobs queued for a while, and each checkpoint writes all that is
+//! left. A job delivered within `HOT_FOR` (`queue::embedded::hot`) so never costs redb a write:
+//! at the rates the gateway runs at, that is nearly every job.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
