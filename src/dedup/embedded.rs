@@ -172,10 +172,8 @@ impl Store for EmbeddedDedup {
 
 impl Deferred for Unwritten {
     fn write(&self, txn: &WriteTransaction, _: Commit) -> Result<Settle, StorageError> {
-        let records = std::mem::take(&mut *lock(&self.records));
-        for (route, id, expires) in &records {
-            put_done(txn, route, id, *expires)?;
-        }
+        let mut records = std::mem::take(&mut *lock(&self.records));
+        put_done(txn, &mut records)?;
         let this = self.clone();
         Ok(Box::new(move |committed| this.settle(records, committed)))
     }
@@ -199,20 +197,26 @@ impl Unwritten {
     }
 }
 
-/// Stores the done record and its expiry index entry, replacing an older one.
-fn put_done(
-    txn: &WriteTransaction,
-    route: &str,
-    id: &str,
-    expires: u64,
-) -> Result<(), StorageError> {
+/// Stores each done record and its expiry index entry, replacing an older one.
+///
+/// The tables are opened once per batch, not once per record (an open walks the table tree),
+/// and the records go in key order: ids arrive in random order, and neighbours in key order
+/// share the B-tree leaves that the copy-on-write commit has to rewrite.
+fn put_done(txn: &WriteTransaction, records: &mut [Done]) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    records.sort_unstable();
     let mut done = txn.open_table(DEDUP)?;
     let mut by_expiry = txn.open_table(DEDUP_BY_EXPIRY)?;
-    let old = done.insert((route, id), expires)?.map(|g| g.value());
-    if let Some(old) = old {
-        by_expiry.remove((old, route, id))?;
+    for (route, id, expires) in records.iter() {
+        let (route, id) = (route.as_str(), id.as_str());
+        let old = done.insert((route, id), *expires)?.map(|g| g.value());
+        if let Some(old) = old {
+            by_expiry.remove((old, route, id))?;
+        }
+        by_expiry.insert((*expires, route, id), ())?;
     }
-    by_expiry.insert((expires, route, id), ())?;
     Ok(())
 }
 

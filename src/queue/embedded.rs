@@ -6,6 +6,7 @@
 //! enqueued through the write-ahead log is on disk in the log and waits in [`hot::Hot`] until a
 //! checkpoint stores it, unless it is delivered first.
 
+mod acks;
 mod api;
 mod dlq;
 mod history;
@@ -34,6 +35,8 @@ pub struct EmbeddedQueue {
     history: Arc<history::Rings>,
     /// Jobs the write-ahead log holds and the database not yet.
     hot: Hot,
+    /// Stored jobs acknowledged, waiting for the next commit to delete them.
+    acks: Arc<acks::Acks>,
     /// The store's reopen count last seen by `resync`.
     reopens: Arc<AtomicU64>,
 }
@@ -65,13 +68,18 @@ impl EmbeddedQueue {
         let next_seq = Arc::new(AtomicU64::new(last + 1));
         let hot = Hot::new(Arc::clone(&next_seq));
         let history = Arc::<history::Rings>::default();
+        let schedule = Arc::new(schedule);
+        let acks = Arc::new(acks::Acks::new(Arc::clone(&schedule)));
+        // Acks after the jobs: one taken while a commit stores it is deleted after the put.
         db.defer(Arc::new(hot.clone()));
         db.defer(history.clone());
+        db.defer(acks.clone());
         Ok(EmbeddedQueue {
-            schedule: Arc::new(schedule),
+            schedule,
             next_seq,
             history,
             hot,
+            acks,
             reopens: Arc::new(AtomicU64::new(db.reopens())),
             db,
         })

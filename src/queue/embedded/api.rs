@@ -81,13 +81,21 @@ impl Queue for EmbeddedQueue {
     }
 
     /// On failure the job becomes due again at once: it may be delivered twice, never lost.
-    /// A job only the write-ahead log holds is acknowledged in memory, without a write.
+    /// A job only the write-ahead log holds is acknowledged in memory, without a write; a
+    /// stored one is deleted by the next commit of deferred state (see `acks`).
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
         let (lane, seq) = (job.event.lane(), job.seq);
         if self.hot.take(&lane, seq) == Taken::Hot {
             self.schedule.remove(&lane, seq);
             return Ok(());
         }
+        if job.event.order_key.is_none() && self.db.is_healthy() {
+            self.acks.push(&self.db, lane, seq);
+            return Ok(());
+        }
+        // An ordered job's key moves on only once its ack is committed, and promptly: this
+        // write goes to the writer now instead of waiting for the next spill. While storage
+        // fails, the write is refused and the job comes back once it works.
         let key = lane.clone();
         let write = move |txn: &WriteTransaction| {
             txn.open_table(QUEUE)?.remove((key.as_str(), seq))?;

@@ -52,29 +52,39 @@ async fn keeps_only_the_newest_and_survives_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_rides_along_with_the_next_commit() {
+async fn history_and_a_stored_jobs_ack_ride_along_with_the_next_commit() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(&dir);
     q.enqueue(event("r", "e")).await.unwrap();
     let job = recv(&q, "r").await;
     // Stored by a checkpoint, so its ack is a write (one only the log holds needs none).
     q.db.flush().await.unwrap();
-    let (before, syncs) = (q.db.commits(), q.db.syncs());
+    let syncs = q.db.syncs();
     q.record_attempt("r", attempt("e", 1)).await.unwrap();
     q.ack(&job).await.unwrap();
-    assert_eq!(
-        q.db.commits() - before,
-        1,
-        "one commit for history line + ack"
-    );
     assert_eq!(q.db.syncs() - syncs, 0, "neither waits for an fsync");
-    assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
-    tokio::time::sleep(FLUSH_WAIT).await;
     assert_eq!(
-        (q.db.commits() - before, q.db.syncs() - syncs),
-        (2, 1),
-        "nothing left for the delayed flush; the writer's own sync made the commit durable"
+        q.depth("r").await.unwrap(),
+        0,
+        "the schedule forgot it at once"
     );
+    assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
+    assert_eq!(stored(&q).len(), 1, "the delete waits for the next commit");
+    tokio::time::sleep(FLUSH_WAIT).await;
+    assert!(
+        stored(&q).is_empty(),
+        "deleted by a commit of deferred state"
+    );
+    assert_eq!(
+        q.db.syncs() - syncs,
+        1,
+        "one sync made both durable, no delayed flush of its own"
+    );
+    q.db.close();
+    drop(q);
+    let q = open(&dir);
+    assert!(nothing_for(&q, "r", 50).await, "acknowledged for good");
+    assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
