@@ -36,6 +36,9 @@ pub enum RedisError {
     /// A reply did not have the shape asked for.
     #[error("redis reply: {0}")]
     Parse(#[from] redis::ParsingError),
+    /// The batch this write went with failed (the batch's error, shared by all its writes).
+    #[error("redis (batched write): {0}")]
+    Batch(String),
     /// `WAIT` saw fewer replicas hold the write than `storage.wait_replicas` asks for.
     #[error("only {got} of {wanted} replicas confirmed the write in time")]
     Replicas { wanted: u32, got: u32 },

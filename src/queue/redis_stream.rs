@@ -20,6 +20,7 @@
 //! Every replica reads every shard. Reads over the whole lane, the admin API's, visit each shard
 //! and merge.
 
+mod batch;
 mod dlq;
 mod ids;
 mod order;
@@ -53,6 +54,8 @@ pub struct RedisQueue {
     lanes: Arc<Mutex<HashMap<String, read::LaneState>>>,
     /// Idle connections for blocking reads (a blocked read would stall the shared one).
     readers: Arc<Mutex<Vec<Conn>>>,
+    /// Acks and history lines waiting for the next batch.
+    batch: Arc<batch::Batcher>,
 }
 
 /// The keys of one lane.
@@ -79,6 +82,7 @@ impl RedisQueue {
             visibility,
             lanes: Arc::default(),
             readers: Arc::default(),
+            batch: Arc::default(),
         }
     }
 
@@ -185,8 +189,14 @@ impl Queue for RedisQueue {
         self.next_job(lane).await
     }
 
+    /// An unordered job's ack goes with the next batch (see `batch`); an ordered one's runs
+    /// its key's script.
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        Ok(self.settle_job(job, Settle::Ack).await?)
+        if job.event.order_key.is_some() {
+            return Ok(self.settle_job(job, Settle::Ack).await?);
+        }
+        let (lane, shard) = (job.event.lane(), self.shard_for(&job.event));
+        Ok(self.batched(&lane, shard, batch::Op::Ack(job.seq)).await?)
     }
 
     /// Moves the job from the stream to the retry set in one transaction; a mover puts it back
@@ -312,10 +322,12 @@ impl Queue for RedisQueue {
         Ok(self.scan_lanes().await?)
     }
 
+    /// One shard holds all of one event's attempts (its id's); the line goes with the next
+    /// batch.
     async fn record_attempt(&self, lane: &str, rec: AttemptRecord) -> Result<(), QueueError> {
-        Ok(self
-            .append_history(&self.keys_of(lane, &rec.event_id), &rec)
-            .await?)
+        let bytes = record::encode_attempt(&rec).map_err(RedisError::from)?;
+        let shard = self.redis.shard_of(&rec.event_id);
+        Ok(self.batched(lane, shard, batch::Op::Line(bytes)).await?)
     }
 
     /// Newest first across the shards (one shard holds all of one event's attempts).

@@ -103,30 +103,6 @@ impl RedisQueue {
         Ok(removed > 0)
     }
 
-    /// Prepends one attempt and trims the shard's list to its share of `HISTORY_MAX`, in one
-    /// round trip.
-    pub(super) async fn append_history(
-        &self,
-        keys: &Keys,
-        rec: &AttemptRecord,
-    ) -> Result<(), RedisError> {
-        let bytes = record::encode_attempt(rec)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LPUSH")
-            .arg(&keys.history)
-            .arg(bytes)
-            .ignore();
-        let share = HISTORY_MAX.div_ceil(self.redis.shards() as usize);
-        let last = share as isize - 1;
-        pipe.cmd("LTRIM")
-            .arg(&keys.history)
-            .arg(0)
-            .arg(last)
-            .ignore();
-        self.transact(&pipe).await
-    }
-
     /// Newest first, at most `limit`, optionally only `event_id`'s attempts.
     pub(super) async fn read_history(
         &self,
