@@ -7,7 +7,10 @@
 //! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration,
 //! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
 //! `HOOKGATE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) the Redis of the `redis` rows
-//! (skipped when none answers). `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog
+//! (skipped when none answers). `HOOKGATE_BENCH_RATE=8000` offers the measured rows that many
+//! requests per second in all, spread over the connections, instead of sending back to back: at
+//! a rate below every target's capacity, CPU per event no longer depends on how the two cores
+//! were shared out, which is what comparing two builds needs. `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog
 //! scenario instead: that many events queued, the upstream down (see `backlog`). The embedded data directory is a temp dir (`TMPDIR` picks the
 //! disk whose fsync is measured).
 //!
@@ -45,6 +48,9 @@ const BODY: usize = 1024;
 
 /// Next event id; unique across rows and targets so hookgate never answers "duplicate".
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// `HOOKGATE_BENCH_RATE`: requests per second offered by a measured row, all connections
+/// together; 0 = back to back.
+static RATE: AtomicU64 = AtomicU64::new(0);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -139,6 +145,9 @@ async fn drive() -> Result<(), Error> {
     let conns: Vec<usize> = conns.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let redis_url = std::env::var("HOOKGATE_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    if let Ok(rate) = std::env::var("HOOKGATE_BENCH_RATE") {
+        RATE.store(rate.parse()?, Relaxed);
+    }
 
     let dir = tempfile::tempdir()?;
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
@@ -266,7 +275,11 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
     async fn row(&mut self, tls: &TlsConnector, conns: usize, run: Duration) -> Row {
         reset_peak(&self.child);
         let cpu0 = cpu_us(&self.child);
-        let (rps, lat, errors) = load(self.addr, tls, conns, run).await;
+        let pace = match RATE.load(Relaxed) {
+            0 => None,
+            rate => Some(Duration::from_secs_f64(conns as f64 / rate as f64)),
+        };
+        let (rps, lat, errors) = load_paced(self.addr, tls, conns, run, pace).await;
         self.accepted += lat.len() as u64;
         let backlog = self
             .delivered
@@ -420,6 +433,10 @@ fn header(secs: u64, reset: bool) -> Result<(), Error> {
     let load_avg = load_avg.split(' ').take(3).collect::<Vec<_>>().join(" ");
     println!("Stripe events, {BODY} B bodies, HTTP/1.1 keep-alive over TLS, {secs} s per row");
     println!("load average before the run: {load_avg}");
+    match RATE.load(Relaxed) {
+        0 => println!("each connection sends back to back"),
+        rate => println!("offered rate: {rate} req/s per row, all connections together"),
+    }
     let since = ["since its start", "during the row (clear_refs)"][usize::from(reset)];
     println!(
         "peak MiB = the server's VmHWM {since}; backlog = accepted, not yet delivered at the row's end;"
@@ -485,9 +502,20 @@ async fn load(
     conns: usize,
     run: Duration,
 ) -> (f64, Vec<u32>, u64) {
+    load_paced(addr, tls, conns, run, None).await
+}
+
+/// Like `load`; with `pace`, each connection sends at most one request per `pace`.
+async fn load_paced(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    conns: usize,
+    run: Duration,
+    pace: Option<Duration>,
+) -> (f64, Vec<u32>, u64) {
     let start = Instant::now();
     let workers: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(worker(addr, tls.clone(), start + run)))
+        .map(|_| tokio::spawn(worker(addr, tls.clone(), start + run, pace)))
         .collect();
     let (mut lat, mut errors) = (Vec::new(), 0);
     for w in workers {
@@ -505,9 +533,21 @@ async fn load(
 
 /// One keep-alive connection, one request at a time; reconnects after a transport error.
 /// Anything but `200 … "accepted"` is an error (a duplicate would mean the ids are not unique).
-async fn worker(addr: SocketAddr, tls: TlsConnector, until: Instant) -> (Vec<u32>, u64) {
+async fn worker(
+    addr: SocketAddr,
+    tls: TlsConnector,
+    until: Instant,
+    pace: Option<Duration>,
+) -> (Vec<u32>, u64) {
     let (mut lat, mut errors, mut conn) = (Vec::new(), 0, None);
+    // Connections start spread over one period, so a paced row offers a steady rate.
+    let mut next = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(rand::random()));
     while Instant::now() < until {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(next.into()).await;
+            // Behind schedule (a slow answer) is not made up by a burst.
+            next = (next + pace).max(Instant::now());
+        }
         let mut sender = match conn.take() {
             Some(s) => s,
             None => match connect(addr, &tls).await {
