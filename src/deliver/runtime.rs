@@ -18,12 +18,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts half as many threads as the machine has cores, at least one: a delivery costs
-    /// about half what accepting the event did (docs/performance.md).
+    /// Starts as many threads as the machine has cores, as many as the ingress runtime. With
+    /// half as many, the scheduler's share by thread left delivery behind ingest under a flood
+    /// on Redis (1–1.6 s of ingest queued after 8 s at 64 connections; none with as many,
+    /// for 15–25 % fewer requests per second: docs/performance.md, 2026-12-07).
     pub fn start() -> std::io::Result<Runtime> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads((cores / 2).max(1))
+            .worker_threads(cores)
             .thread_name("hookgate-deliver")
             .enable_all()
             .build()?;
