@@ -54,6 +54,10 @@ static RATE: AtomicU64 = AtomicU64::new(0);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The gateway binary's allocator (src/main.rs), so the children measure what it runs.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     match std::env::var(ROLE) {
