@@ -24,6 +24,9 @@ use crate::redis_conn::RedisError;
 #[derive(Default)]
 pub(super) struct Batcher {
     state: Mutex<State>,
+    /// Transactions sent, for the tests' check that ops do share them.
+    #[cfg(test)]
+    pub(super) sent: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -93,6 +96,10 @@ impl RedisQueue {
                 std::mem::take(&mut state.waiting)
             };
             let mut sends = JoinSet::new();
+            #[cfg(test)]
+            self.batch
+                .sent
+                .fetch_add(groups.len() as u64, std::sync::atomic::Ordering::Relaxed);
             for ((lane, shard), group) in groups {
                 let keys = self.keys(&lane, shard);
                 let pipe = transaction(&keys.stream, &keys.history, &group, self.redis.shards());

@@ -53,6 +53,51 @@ async fn enqueue_receive_ack() {
     testing::cleanup(&r).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acks_and_history_lines_share_transactions_and_all_land() {
+    let r = testing::redis("q-batch");
+    let q = queue(&r);
+    const N: usize = 40;
+    for i in 0..N {
+        q.enqueue(event("r", &format!("e{i}"))).await.unwrap();
+    }
+    let mut jobs = Vec::new();
+    for _ in 0..N {
+        jobs.push(recv(&q, "r").await);
+    }
+    let mut settling = tokio::task::JoinSet::new();
+    for job in jobs {
+        let q = q.clone();
+        settling.spawn(async move {
+            q.ack(&job).await.unwrap();
+            q.record_attempt("r", attempt(&job.event.id, 1))
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = settling.join_next().await {
+        done.unwrap();
+    }
+    let sent = q.batch.sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent <= N as u64,
+        "{sent} transactions for {N} acks and {N} lines (5 seen here; one each would be 80)"
+    );
+    assert_eq!(q.depth("r").await.unwrap(), 0, "every entry deleted");
+    let mut pending = redis::cmd("XPENDING");
+    pending.arg(&q.keys("r", 0).stream).arg(GROUP);
+    let (leased, ..): (u64, redis::Value, redis::Value, redis::Value) =
+        r.query(&pending).await.unwrap();
+    assert_eq!(leased, 0, "every entry acknowledged");
+    let history = q.history("r", None, usize::MAX).await.unwrap();
+    let mut ids: Vec<&str> = history.iter().map(|a| a.event_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "one line per attempt");
+    assert!(nothing_for(&q, "r", 300).await);
+    testing::cleanup(&r).await;
+}
+
 #[tokio::test]
 async fn delivers_in_order_of_arrival_per_lane() {
     let r = testing::redis("q-order");
