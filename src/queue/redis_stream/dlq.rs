@@ -53,7 +53,7 @@ impl RedisQueue {
         &self,
         lane: &str,
         id: &str,
-    ) -> Result<Option<(Keys, Vec<u8>, DeadEvent)>, RedisError> {
+    ) -> Result<Option<(std::sync::Arc<Keys>, Vec<u8>, DeadEvent)>, RedisError> {
         let home = self.redis.shard_of(id);
         let others = self.shards().filter(|&s| s != home);
         for shard in std::iter::once(home).chain(others) {

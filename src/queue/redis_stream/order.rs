@@ -25,7 +25,7 @@ impl RedisQueue {
     }
 
     /// The keys of the shard holding `event`.
-    pub(super) fn keys_for(&self, event: &Event) -> Keys {
+    pub(super) fn keys_for(&self, event: &Event) -> std::sync::Arc<Keys> {
         self.keys(&event.lane(), self.shard_for(event))
     }
 
@@ -45,7 +45,7 @@ impl RedisQueue {
             let key = event.order_key.as_deref();
             call.arg(if key.is_some() { "1" } else { "0" });
             call.arg(key.unwrap_or_default()).arg(job);
-            stream = keys.stream;
+            stream = keys.stream.clone();
         }
         self.redis.script_replicated(&call, &stream).await
     }

@@ -198,7 +198,7 @@ async fn a_vanished_stream_is_recreated() {
     q.enqueue(event("r", "a")).await.unwrap();
     q.ack(&recv(&q, "r").await).await.unwrap();
     let _: () = r
-        .query(redis::cmd("DEL").arg(q.keys("r", 0).stream))
+        .query(redis::cmd("DEL").arg(&q.keys("r", 0).stream))
         .await
         .unwrap();
     q.enqueue(event("r", "b")).await.unwrap();
