@@ -7,7 +7,8 @@
 //! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration,
 //! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
 //! `HOOKGATE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) the Redis of the `redis` rows
-//! (skipped when none answers). `HOOKGATE_BENCH_RATE=8000` offers the measured rows that many
+//! (skipped when none answers). `HOOKGATE_BENCH_LOG=json` (or `text`) has hookgate log as
+//! `hookgate serve` does, into a pipe. `HOOKGATE_BENCH_RATE=8000` offers the measured rows that many
 //! requests per second in all, spread over the connections, instead of sending back to back: at
 //! a rate below every target's capacity, CPU per event no longer depends on how the two cores
 //! were shared out, which is what comparing two builds needs. `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog
@@ -42,6 +43,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const ROLE: &str = "HOOKGATE_BENCH_ROLE";
 const DIR: &str = "HOOKGATE_BENCH_DIR";
+/// `text` or `json`: hookgate logs as `hookgate serve` does, its stderr a pipe this process
+/// drains; unset, no subscriber is installed.
+const LOG: &str = "HOOKGATE_BENCH_LOG";
 const SECRET: &str = "whsec_bench_stripe";
 /// Request body size: a typical Stripe event.
 const BODY: usize = 1024;
@@ -72,6 +76,11 @@ async fn child(role: &str, dir: &Path) -> Result<(), Error> {
     println!("{}", ingress.local_addr()?.port());
     let stdin_closed = async { tokio::io::stdin().read_to_end(&mut Vec::new()).await };
     if role == "hookgate" {
+        let _log = match std::env::var(LOG).as_deref() {
+            Ok("text") => Some(hookgate::logging::init(hookgate::logging::Format::Text)),
+            Ok("json") => Some(hookgate::logging::init(hookgate::logging::Format::Json)),
+            _ => None,
+        };
         let config = hookgate::config::Config::load(&dir.join("hookgate.toml"))?;
         let admin = TcpListener::bind("127.0.0.1:0").await?;
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -638,8 +647,15 @@ async fn spawn_server(role: &str, dir: &Path) -> Result<(Child, SocketAddr), Err
         .env(DIR, dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(match std::env::var_os(LOG) {
+            Some(_) => std::process::Stdio::piped(),
+            None => std::process::Stdio::inherit(),
+        })
         .kill_on_drop(true)
         .spawn()?;
+    if let Some(mut stderr) = child.stderr.take() {
+        tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await });
+    }
     let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
     let port = lines.next_line().await?.ok_or("no port")?.parse()?;
     Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))

@@ -29,6 +29,7 @@ pub mod deliver;
 pub mod embedded;
 mod gateway;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod queue;
 pub mod redis_conn;

@@ -12,7 +12,6 @@ mod trust;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate::config::Config;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code for a configuration that does not load (EX_USAGE, like `nginx -t`).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -113,7 +112,11 @@ enum Command {
 
 /// Runs the chosen command and maps failures to exit codes.
 pub fn main(args: Args) -> ExitCode {
-    init_tracing(args.log_format);
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log = hookgate::logging::init(match args.log_format {
+        LogFormat::Text => hookgate::logging::Format::Text,
+        LogFormat::Json => hookgate::logging::Format::Json,
+    });
     let config_path = match &args.command {
         Command::Serve { config }
         | Command::Check { config }
@@ -155,17 +158,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HOOKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }
 
 async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()> {
