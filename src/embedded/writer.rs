@@ -18,10 +18,10 @@
 //! Every fsync'd commit is a checkpoint of the log.
 //!
 //! Some state is written by no op of its own ([`Deferred`]): the jobs enqueued through the log
-//! and not yet delivered, dedup records, history lines, acknowledgements of stored jobs. The log (or nothing, for what a crash
-//! may lose) covers them meanwhile; an unsynced commit at most every `SPILL_EVERY` writes the
-//! records, the lines and the jobs queued for a while, and each checkpoint writes all that is
-//! left. A job delivered within `HOT_FOR` (`queue::embedded::hot`) so never costs redb a write:
+//! and not yet delivered, dedup records, history lines, acknowledgements of stored jobs. The
+//! log (or nothing, for what a crash may lose) covers them meanwhile; an unsynced commit at most
+//! every `SPILL_EVERY` writes the records, the lines, the acks and the jobs queued for a while,
+//! and each checkpoint writes all that is left. A job delivered within `HOT_FOR` (`queue::embedded::hot`) so never costs redb a write:
 //! at the rates the gateway runs at, that is nearly every job.
 
 use std::sync::Arc;
