@@ -8,12 +8,12 @@
 //! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
 //! `HOOKGATE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) the Redis of the `redis` rows
 //! (skipped when none answers). `HOOKGATE_BENCH_LOG=json` (or `text`) has hookgate log as
-//! `hookgate serve` does, into a pipe. `HOOKGATE_BENCH_RATE=8000` offers the measured rows that many
-//! requests per second in all, spread over the connections, instead of sending back to back: at
-//! a rate below every target's capacity, CPU per event no longer depends on how the two cores
-//! were shared out, which is what comparing two builds needs. `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog
-//! scenario instead: that many events queued, the upstream down (see `backlog`). The embedded data directory is a temp dir (`TMPDIR` picks the
-//! disk whose fsync is measured).
+//! `hookgate serve` does, into a pipe. `HOOKGATE_BENCH_RATE=8000` offers the measured rows that
+//! many requests per second in all, spread over the connections, instead of back to back (below
+//! saturation each event pays its own wake-ups: docs/performance.md, 2026-12-07).
+//! `HOOKGATE_BENCH_BACKLOG=1000000` runs the standing-backlog scenario instead: that many events
+//! queued, the upstream down (see `backlog`). The embedded data directory is a temp dir
+//! (`TMPDIR` picks the disk whose fsync is measured).
 //!
 //! Each server runs in a child process (this binary re-executed with `HOOKGATE_BENCH_ROLE`), so
 //! its CPU time and peak memory are read from its own `/proc/<pid>/` apart from the load

@@ -46,7 +46,7 @@ struct Group {
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
-/// One op for [`Batcher::submit`].
+/// One op for [`RedisQueue::batched`].
 pub(super) enum Op {
     Ack(u64),
     Line(Vec<u8>),
@@ -85,12 +85,14 @@ impl RedisQueue {
     /// Sends batches until nothing waits. Dropped (its runtime shutting down), it lets the
     /// next op start another; the waiters of the batch it held hear that it was dropped.
     async fn flush(self) {
-        let _flushing = Flushing(Arc::clone(&self.batch));
+        let mut flushing = Flushing(Some(Arc::clone(&self.batch)));
         loop {
             let groups = {
                 let mut state = self.batch.lock();
                 if state.waiting.is_empty() {
                     state.flushing = false;
+                    // Cleared under the lock: a flusher started from here on must keep its flag.
+                    flushing.0 = None;
                     return;
                 }
                 std::mem::take(&mut state.waiting)
@@ -139,12 +141,15 @@ fn transaction(stream: &str, history: &str, group: &Group, shards: u32) -> redis
     pipe
 }
 
-/// Clears `flushing` if a flusher is dropped before it has sent everything.
-struct Flushing(Arc<Batcher>);
+/// Clears `flushing` if a flusher is dropped before it has sent everything (`None` once it
+/// ended normally and cleared the flag itself).
+struct Flushing(Option<Arc<Batcher>>);
 
 impl Drop for Flushing {
     fn drop(&mut self) {
-        self.0.lock().flushing = false;
+        if let Some(batch) = &self.0 {
+            batch.lock().flushing = false;
+        }
     }
 }
 
