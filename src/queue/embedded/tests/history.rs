@@ -69,7 +69,8 @@ async fn history_and_a_stored_jobs_ack_ride_along_with_the_next_commit() {
         "the schedule forgot it at once"
     );
     assert_eq!(q.history("r", Some("e"), 10).await.unwrap().len(), 1);
-    assert_eq!(stored(&q).len(), 1, "the delete waits for the next commit");
+    // Whether the delete is in yet depends on timing: the writer's wake-up commit writes
+    // deferred state too when the last spill is `SPILL_EVERY` old. Within a checkpoint it is.
     tokio::time::sleep(FLUSH_WAIT).await;
     assert!(
         stored(&q).is_empty(),
