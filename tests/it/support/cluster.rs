@@ -147,7 +147,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::with_capacity(NODES);
         for _ in 0..NODES {
-            nodes.push(spawn_node(dir.path(), free_port(), free_port()));
+            nodes.push(spawn_fresh_node(dir.path()));
         }
         let cluster = Cluster {
             nodes: Mutex::new(nodes),
@@ -339,6 +339,31 @@ impl Cluster {
 
 /// Starts a node on `port` (cluster bus on `bus`); its `nodes-PORT.conf` in `dir` makes a
 /// restarted node rejoin the cluster it was part of.
+/// A node on two free ports. A port found free can be taken by another test before
+/// redis-server binds it, and redis-server then exits at once: that node is started again on
+/// other ports (seen once in CI: the cluster never formed).
+fn spawn_fresh_node(dir: &Path) -> Node {
+    for _ in 0..5 {
+        let mut node = spawn_node(dir, free_port(), free_port());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if cli(node.port, &["ping"]).is_some_and(|o| o.contains("PONG")) {
+                return node;
+            }
+            let exited = node.child.as_mut().map(|c| c.try_wait());
+            if matches!(exited, Some(Ok(Some(_)))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    panic!("no redis-server answered PING on free ports in five tries");
+}
+
 fn spawn_node(dir: &Path, port: u16, bus: u16) -> Node {
     let child = Command::new("redis-server")
         .args([
