@@ -121,7 +121,9 @@ impl LaneWorker {
                 // While suspended, the one probe runs inline so nothing else goes out meanwhile.
                 Ok(job) if self.state.is_suspended() => self.clone().deliver(job, permit).await,
                 Ok(job) => {
-                    inflight.spawn(self.clone().deliver(job, permit));
+                    // Boxed: the attempt's future is kilobytes, and a task moves its future by
+                    // value a few times when spawned and when it finishes.
+                    inflight.spawn(Box::pin(self.clone().deliver(job, permit)));
                 }
                 Err(e) => {
                     tracing::error!(lane = %self.state.lane, error = %e, "queue receive failed");

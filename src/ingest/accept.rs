@@ -75,7 +75,9 @@ impl Admitter {
     /// Runs the admission to the end in a tracked task, even if the caller is dropped.
     pub(super) async fn admit(&self, a: Admission) -> Result<Outcome, IngestError> {
         let this = self.clone();
-        let task = self.tasks.spawn(async move { this.run(a).await });
+        // Boxed: a task moves its future by value when spawned and when it finishes, and this
+        // one is kilobytes (the dedup and queue futures of either backend).
+        let task = self.tasks.spawn(Box::pin(async move { this.run(a).await }));
         task.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "admission task failed; answering 503");
             Err(IngestError::Unavailable)

@@ -40,12 +40,23 @@ pub(super) fn encode_job(
     last_error: Option<&str>,
     event: &Event,
 ) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = postcard::to_stdvec(&StoredRef {
-        due_ms,
-        attempts,
-        last_error,
-        event,
-    })?;
+    // Sized up front (body, headers, the short fields): grown from empty, a 1 KiB body was
+    // copied by several reallocations.
+    let headers: usize = event
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .sum();
+    let guess = event.body.len() + headers + event.route.len() + event.id.len() + 96;
+    let mut out = postcard::to_extend(
+        &StoredRef {
+            due_ms,
+            attempts,
+            last_error,
+            event,
+        },
+        Vec::with_capacity(guess),
+    )?;
     push_trailing(&mut out, event.traceparent.as_deref())?;
     push_trailing(&mut out, event.order_key.as_deref())?;
     Ok(out)
@@ -156,7 +167,9 @@ pub(super) fn decode_dead(bytes: &[u8]) -> Result<DeadEvent, postcard::Error> {
 
 /// Encodes a history line; its error kind trails.
 pub(super) fn encode_attempt(rec: &AttemptRecord) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = postcard::to_stdvec(rec)?;
+    let text = rec.error.as_ref().map_or(0, String::len);
+    let guess = rec.event_id.len() + text + rec.answer.len() + 48;
+    let mut out = postcard::to_extend(rec, Vec::with_capacity(guess))?;
     push_trailing(&mut out, rec.kind.map(ErrorKind::name))?;
     Ok(out)
 }
@@ -177,7 +190,7 @@ pub(super) fn decode_attempt(bytes: &[u8]) -> Result<AttemptRecord, postcard::Er
 
 /// Appends one optional trailing field.
 fn push_trailing<T: Serialize>(out: &mut Vec<u8>, field: Option<T>) -> Result<(), postcard::Error> {
-    out.extend_from_slice(&postcard::to_stdvec(&field)?);
+    *out = postcard::to_extend(&field, std::mem::take(out))?;
     Ok(())
 }
 

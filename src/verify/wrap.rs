@@ -66,7 +66,10 @@ impl Scheme for Handshaking {
 
 /// The JSON answer to a handshake body, or `None` for an ordinary event.
 fn answer(kind: Kind, json: &Json<'_>, key: &Secret) -> Option<String> {
-    let text = |p: &str| json.get(p).and_then(|v| v.as_str());
+    let text = |p: &str| match json.get(p)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    };
     match kind {
         Kind::Slack if text("/type")? == "url_verification" => {
             Some(json!({ "challenge": text("/challenge")? }).to_string())
