@@ -17,7 +17,8 @@ use crate::deliver::ErrorKind;
 struct RequestLabels {
     route: String,
     status: u16,
-    reason: String,
+    /// A reason code: a closed set of static names, so nothing is allocated for it.
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -214,11 +215,11 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, route: &str, status: u16, reason: &str) {
+    pub fn request(&self, route: &str, status: u16, reason: &'static str) {
         let labels = RequestLabels {
             route: route.into(),
             status,
-            reason: reason.into(),
+            reason,
         };
         self.requests.get_or_create(&labels).inc();
         self.count(route, |c| {
@@ -228,13 +229,20 @@ impl Metrics {
                 (503, _) => c.unavailable += 1,
                 _ => c.refused += 1,
             }
-            *c.reasons.entry(reason.to_owned()).or_default() += 1;
+            match c.reasons.get_mut(reason) {
+                Some(n) => *n += 1,
+                None => drop(c.reasons.insert(reason.to_owned(), 1)),
+            }
         });
     }
 
     fn count(&self, route: &str, f: impl FnOnce(&mut RouteCounts)) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        f(counts.entry(route.to_owned()).or_default());
+        // A lookup first: the route is nearly always there, and its name need not be copied.
+        match counts.get_mut(route) {
+            Some(c) => f(c),
+            None => f(counts.entry(route.to_owned()).or_default()),
+        }
     }
 
     /// A route's totals as JSON.

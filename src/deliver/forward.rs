@@ -74,9 +74,10 @@ pub fn request(
     // still carry them, and only the gateway may speak in that namespace.
     let senders = ev.headers.iter().filter(|(n, _)| !is_gateway_header(n));
     for (name, value) in senders {
+        // `from_maybe_shared` checks the stored bytes and keeps them, where `from_bytes` copies.
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
+            HeaderValue::from_maybe_shared(value.clone()),
         ) {
             headers.append(n, v);
         }
