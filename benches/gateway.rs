@@ -1,8 +1,10 @@
 //! End-to-end ingest: hookgate (TLS, Stripe verification, dedup, durable enqueue, delivery to a
 //! sink) on each storage backend, against a baseline TLS server that reads the body and answers
-//! 200 with no verification and no durability — what an app that "just answers 200" costs. All
-//! are measured in the same run, one after the other at each concurrency, so machine noise hits
-//! them alike.
+//! 200 with no verification and no durability — what an app that "just answers 200" costs — and
+//! a `proxy` baseline that forwards each request to a sink with hookgate's own upstream client
+//! before answering: the two HTTP exchanges every hookgate event makes, with nothing verified or
+//! stored, so the floor under hookgate's CPU per event on this machine. All are measured in the
+//! same run, one after the other at each concurrency, so machine noise hits them alike.
 //!
 //! `cargo bench --bench gateway`; `HOOKGATE_BENCH_SECS` (default 5) sets each row's duration,
 //! `HOOKGATE_BENCH_CONNS` (default `1,16,64`) the concurrent connections, and
@@ -47,6 +49,8 @@ const DIR: &str = "HOOKGATE_BENCH_DIR";
 /// drains; unset, no subscriber is installed.
 const LOG: &str = "HOOKGATE_BENCH_LOG";
 const SECRET: &str = "whsec_bench_stripe";
+/// File in the bench directory naming the `proxy` baseline's upstream (its sink's URL).
+const PROXY_UPSTREAM: &str = "proxy.upstream";
 /// Request body size: a typical Stripe event.
 const BODY: usize = 1024;
 
@@ -90,12 +94,48 @@ async fn child(role: &str, dir: &Path) -> Result<(), Error> {
         stop.send(true)?;
         return Ok(gateway.await??);
     }
-    // The baseline gets hookgate's own rustls settings (TLS 1.3/1.2, ring, ALPN h2 + http/1.1).
+    // The baselines get hookgate's own rustls settings (TLS 1.3/1.2, ring, ALPN h2 + http/1.1).
     let tls = hookgate::server::tls::load_pair(&dir.join("bench.crt"), &dir.join("bench.key"))?;
-    let answered = Arc::new(AtomicU64::new(0));
-    tokio::spawn(serve_200(ingress, Some(TlsAcceptor::from(tls)), answered));
+    let tls = Some(TlsAcceptor::from(tls));
+    match role {
+        "proxy" => {
+            let upstream: http::Uri = std::fs::read_to_string(dir.join(PROXY_UPSTREAM))?.parse()?;
+            let client = hookgate::deliver::forward::client();
+            let forward = move |req| forward(req, client.clone(), upstream.clone());
+            tokio::spawn(serve(ingress, tls, forward));
+        }
+        _ => drop(tokio::spawn(serve_200(ingress, tls, Arc::default()))),
+    }
     stdin_closed.await?;
     Ok(())
+}
+
+/// The `proxy` baseline's handler: the body forwarded to the sink with hookgate's own upstream
+/// client, and 200 once the sink answered — a plain TLS reverse proxy, nothing verified, nothing
+/// stored: the two HTTP exchanges every hookgate event costs too, and nothing else.
+async fn forward(
+    req: Request<Incoming>,
+    client: hookgate::deliver::forward::HttpClient,
+    upstream: http::Uri,
+) -> Result<Response<Full<Bytes>>, Error> {
+    let (parts, body) = req.into_parts();
+    let mut out = Request::new(Full::new(body.collect().await?.to_bytes()));
+    *out.method_mut() = http::Method::POST;
+    *out.uri_mut() = upstream;
+    *out.headers_mut() = parts.headers;
+    let answer = client.request(out).await?;
+    let status = answer.status();
+    answer.into_body().collect().await?;
+    Ok(accepted(status))
+}
+
+/// The answer of both baselines: the status given, hookgate's JSON body.
+fn accepted(status: http::StatusCode) -> Response<Full<Bytes>> {
+    let mut ok = Response::new(Full::new(Bytes::from_static(br#"{"status":"accepted"}"#)));
+    *ok.status_mut() = status;
+    let json = header::HeaderValue::from_static("application/json");
+    ok.headers_mut().insert(header::CONTENT_TYPE, json);
+    ok
 }
 
 /// The baseline server, and (without TLS) hookgate's upstream sink: the same hyper-util auto
@@ -104,20 +144,26 @@ async fn serve_200(listener: TcpListener, tls: Option<TlsAcceptor>, answered: Ar
     async fn answer_200(
         req: Request<Incoming>,
         answered: Arc<AtomicU64>,
-    ) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    ) -> Result<Response<Full<Bytes>>, Error> {
         req.into_body().collect().await?;
         answered.fetch_add(1, Relaxed);
-        let mut ok = Response::new(Full::new(Bytes::from_static(br#"{"status":"accepted"}"#)));
-        let json = header::HeaderValue::from_static("application/json");
-        ok.headers_mut().insert(header::CONTENT_TYPE, json);
-        Ok(ok)
+        Ok(accepted(http::StatusCode::OK))
     }
+    serve(listener, tls, move |r| answer_200(r, Arc::clone(&answered))).await;
+}
+
+/// Serves `handle` on every connection, over TLS when `tls` is given.
+async fn serve<H, F>(listener: TcpListener, tls: Option<TlsAcceptor>, handle: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Error>> + Send + 'static,
+{
     while let Ok((tcp, _)) = listener.accept().await {
-        let (tls, answered) = (tls.clone(), Arc::clone(&answered));
+        let (tls, handle) = (tls.clone(), handle.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let svc = hyper::service::service_fn(move |r| answer_200(r, Arc::clone(&answered)));
+            let svc = hyper::service::service_fn(handle);
             match tls {
                 None => http.serve_connection(TokioIo::new(tcp), svc).await,
                 Some(acceptor) => match acceptor.accept(tcp).await {
@@ -172,7 +218,10 @@ async fn drive() -> Result<(), Error> {
     if let Ok(n) = std::env::var("HOOKGATE_BENCH_BACKLOG") {
         return backlog(dir.path(), n.parse()?, Duration::from_secs(secs)).await;
     }
-    let mut targets = vec![Target::start("baseline", dir.path(), None).await?];
+    let mut targets = vec![
+        Target::start("baseline", dir.path(), None).await?,
+        Target::proxy(dir.path()).await?,
+    ];
     targets.push(Target::start("embedded", dir.path(), Some(storage_embedded(dir.path()))).await?);
     let prefix = format!("hgbench{}", std::process::id());
     let redis = redis_answers(&redis_url).await;
@@ -244,17 +293,7 @@ impl Target {
                 accepted: 0,
             });
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let sink_addr = listener.local_addr()?;
-        let delivered = Arc::new(AtomicU64::new(0));
-        match sink {
-            true => drop(tokio::spawn(serve_200(
-                listener,
-                None,
-                Arc::clone(&delivered),
-            ))),
-            false => drop(listener), // refused from now on: the upstream is down
-        }
+        let (sink_addr, delivered) = Self::sink(sink).await?;
         let own = dir.join(name);
         std::fs::create_dir_all(&own)?;
         let d = dir.display();
@@ -279,6 +318,39 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
             child,
             addr,
             delivered: sink.then_some(delivered),
+            accepted: 0,
+        })
+    }
+
+    /// A sink (hookgate's upstream) in this process and the count of what it received; without
+    /// `up`, a port that refuses connections.
+    async fn sink(up: bool) -> Result<(SocketAddr, Arc<AtomicU64>), Error> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let delivered = Arc::new(AtomicU64::new(0));
+        match up {
+            true => drop(tokio::spawn(serve_200(
+                listener,
+                None,
+                Arc::clone(&delivered),
+            ))),
+            false => drop(listener), // refused from now on: the upstream is down
+        }
+        Ok((addr, delivered))
+    }
+
+    /// The `proxy` baseline: a TLS server that forwards each request to a sink of its own and
+    /// answers once the sink did.
+    async fn proxy(dir: &Path) -> Result<Self, Error> {
+        let (sink_addr, delivered) = Self::sink(true).await?;
+        let upstream = format!("http://{sink_addr}/hooks/proxy");
+        std::fs::write(dir.join(PROXY_UPSTREAM), upstream)?;
+        let (child, addr) = spawn_server("proxy", dir).await?;
+        Ok(Target {
+            name: "proxy",
+            child,
+            addr,
+            delivered: Some(delivered),
             accepted: 0,
         })
     }
