@@ -23,6 +23,7 @@ pub use error::StorageError;
 
 use crate::metrics::StorageErrors;
 use slot::Slot;
+pub(crate) use slot::Snapshot;
 pub(crate) use wal::Put;
 use writer::{Call, Enqueue, Op};
 pub(crate) use writer::{Commit, Deferred, Durable, Settle, Stored};
@@ -186,6 +187,18 @@ impl Db {
     /// Opens a read snapshot that sees every commit finished before this call.
     pub(crate) fn read(&self) -> Result<ReadTransaction, StorageError> {
         self.inner.slot.read()
+    }
+
+    /// A read snapshot shared by all callers, replaced after every commit before the commit is
+    /// reported: it holds every commit its caller has heard of. None after a reopen until the
+    /// next commit; call [`Db::read`] then.
+    pub(crate) fn latest(&self) -> Option<Snapshot> {
+        self.inner.slot.latest()
+    }
+
+    /// The generation of [`Db::latest`], cheap to compare with one kept from an earlier call.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.slot.generation()
     }
 
     /// Runs `f` in the next group commit and waits for it: durable (fsync'd) when Ok.

@@ -33,6 +33,19 @@ pub(super) struct Slot {
     reopens: AtomicU64,
     /// What each checkpoint writes besides its batch (see [`Deferred`]).
     deferred: RwLock<Vec<Arc<dyn Deferred>>>,
+    /// A read snapshot of the newest commit, shared by readers that look something up on every
+    /// request (a dedup claim): a read transaction and a table opened per lookup cost more than
+    /// the lookup. None until the first commit after an open or a reopen.
+    latest: Mutex<Option<Snapshot>>,
+    /// The generation of `latest`, readable without its lock.
+    generation: AtomicU64,
+}
+
+/// A shared read snapshot and its generation (one per commit of the writer thread).
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) generation: u64,
+    pub(crate) txn: Arc<ReadTransaction>,
 }
 
 impl Slot {
@@ -52,6 +65,8 @@ impl Slot {
             errors: StorageErrors::default(),
             reopens: AtomicU64::new(0),
             deferred: RwLock::default(),
+            latest: Mutex::default(),
+            generation: AtomicU64::new(0),
         }))
     }
 
@@ -59,6 +74,37 @@ impl Slot {
     pub(super) fn read(&self) -> Result<ReadTransaction, StorageError> {
         let db = self.current();
         Ok(db.as_ref().ok_or(StorageError::Unavailable)?.begin_read()?)
+    }
+
+    /// The shared snapshot of the newest commit, if there is one (see `latest`).
+    pub(super) fn latest(&self) -> Option<Snapshot> {
+        self.lock_latest().clone()
+    }
+
+    /// The generation of the shared snapshot: a reader holding one of this generation has the
+    /// newest.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Replaces the shared snapshot with one of the newest commit (the writer thread calls it
+    /// after each commit, before anyone hears of the commit, so whoever has heard of one finds
+    /// a snapshot that holds it). Without a database, or if no read can begin, there is none.
+    pub(super) fn refresh(&self) {
+        self.publish(self.read().ok());
+    }
+
+    fn publish(&self, txn: Option<ReadTransaction>) {
+        let txn = txn.map(Arc::new);
+        let mut latest = self.lock_latest();
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        *latest = txn.map(|txn| Snapshot { generation, txn });
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    fn lock_latest(&self) -> MutexGuard<'_, Option<Snapshot>> {
+        // Every update is a single assignment: a panic elsewhere leaves it consistent.
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A write transaction on the current database (called by the writer thread only).
@@ -75,6 +121,8 @@ impl Slot {
     /// Readers see `Unavailable` meanwhile; the open runs outside the lock, so a slow repair
     /// never blocks a reader. On error the slot stays empty and the caller tries again later.
     pub(super) fn reopen(&self) -> Result<(), StorageError> {
+        // No reader may go on with a snapshot of the failed file (its reads would fail).
+        self.publish(None);
         let old = self.lock_write().take();
         if let Some(old) = old
             && let Err(e) = old.close()
@@ -95,6 +143,7 @@ impl Slot {
         }
         self.deferred().iter().for_each(|d| d.replayed());
         *self.lock_write() = Some(db);
+        self.refresh();
         self.reopens.fetch_add(1, Ordering::Release);
         Ok(())
     }

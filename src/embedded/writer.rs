@@ -352,6 +352,9 @@ fn commit(slot: &Slot, batch: &mut [Op], fsync: bool, counts: &Counts) -> Result
     let mut settles = Vec::new();
     let result = commit_with(slot, batch, fsync, &mut settles);
     let ok = result.is_ok();
+    if ok {
+        slot.refresh();
+    }
     settles.into_iter().for_each(|settle| settle(ok));
     if ok {
         counts.commits.fetch_add(1, Ordering::Relaxed);

@@ -20,8 +20,10 @@ use crate::embedded::{Commit, Deferred, Put, Settle, StorageError, bump_last_seq
 
 /// How long a job may wait here before an unsynced commit stores it: a job delivered within
 /// this costs no write, one still queued after it is stored a little at a time rather than all
-/// by the next checkpoint.
-const HOT_FOR: Duration = Duration::from_millis(20);
+/// by the next checkpoint. As long as `MAX_UNSYNCED`: under load, deliveries lag ingest by
+/// tens of milliseconds, and at 20 ms half the jobs were stored and then deleted again for
+/// nothing (docs/performance.md, "2026-12-07, evening").
+const HOT_FOR: Duration = Duration::from_millis(100);
 
 /// The jobs not yet in the database, by lane and seq. Cheap to clone; clones share the map.
 #[derive(Clone, Default)]
