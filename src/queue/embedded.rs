@@ -183,7 +183,7 @@ impl EmbeddedQueue {
         let schedule = Arc::clone(&self.schedule);
         let lines = self.history.take();
         let write = move |txn: &WriteTransaction| {
-            history::write(txn, &lines)?;
+            history::write(txn, lines)?;
             write(txn)
         };
         let then = move |result: Result<T, StorageError>| {

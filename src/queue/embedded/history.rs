@@ -1,10 +1,12 @@
 //! Delivery history in the embedded store: a ring of `HISTORY_MAX` slots per lane, so keeping
 //! only the newest attempts costs no deletes and no counting.
 //!
-//! Lines wait in memory and are written by the next queue write (an ack or a retry) or the next
-//! checkpoint, so history never costs an fsync of its own on the delivery path; when nothing
-//! else writes, a delayed flush writes them. Reads see pending lines too. A crash may lose the
-//! newest lines.
+//! Lines wait in memory and are written by the next checkpoint, so history never costs an fsync
+//! of its own on the delivery path, and of the lines a lane gathered meanwhile only the newest
+//! `HISTORY_MAX` are written (the rest would be overwritten in the same transaction). Written
+//! with every commit instead, a busy lane rewrote its ring's pages a hundred times a second
+//! (docs/performance.md, "2026-12-07, evening"). When nothing else writes, a delayed flush writes
+//! them. Reads see pending lines too. A crash may lose the newest lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +20,9 @@ use crate::queue::{AttemptRecord, HISTORY_MAX, record};
 
 /// How long a line may wait for another write before it is written on its own.
 const FLUSH_AFTER: Duration = Duration::from_millis(500);
+/// Pending lines past which an unsynced commit writes them too, so memory stays bounded should
+/// checkpoints lag: about a third of a second of deliveries at 24k per second.
+const WRITE_BEYOND: usize = 8 * HISTORY_MAX;
 
 /// History numbering and the lines not yet handed to the writer.
 #[derive(Default)]
@@ -27,18 +32,18 @@ pub(super) struct Rings {
 
 #[derive(Default)]
 struct State {
-    /// The next number to write, per lane; loaded from disk on a lane's first line.
-    next: HashMap<String, u64>,
+    /// The lane's name shared by its lines, and the next number to write; loaded from disk on
+    /// a lane's first line.
+    next: HashMap<String, (Arc<str>, u64)>,
     pending: Vec<Line>,
     flush_scheduled: bool,
 }
 
-/// One attempt waiting to be written into its lane's ring.
+/// One attempt waiting to be written into its lane's ring; encoded only if it is written.
 pub(super) struct Line {
-    lane: String,
+    lane: Arc<str>,
     n: u64,
     rec: AttemptRecord,
-    bytes: Vec<u8>,
 }
 
 impl Rings {
@@ -54,10 +59,18 @@ impl Rings {
 }
 
 impl Deferred for Rings {
-    fn write(&self, txn: &WriteTransaction, _: Commit) -> Result<Settle, StorageError> {
-        let lines = self.take();
-        write(txn, &lines)?;
+    fn write(&self, txn: &WriteTransaction, commit: Commit) -> Result<Settle, StorageError> {
+        let lines = {
+            let mut state = self.lock();
+            match commit {
+                Commit::Unsynced if state.pending.len() < WRITE_BEYOND => {
+                    return Ok(Box::new(drop));
+                }
+                _ => std::mem::take(&mut state.pending),
+            }
+        };
         let n = lines.len();
+        write(txn, lines)?;
         Ok(Box::new(move |committed| {
             if !committed && n > 0 {
                 tracing::warn!(lines = n, "delivery history lines lost");
@@ -70,14 +83,28 @@ impl Deferred for Rings {
     }
 }
 
-/// Writes `lines` into their rings; called inside another write's transaction.
-pub(super) fn write(txn: &WriteTransaction, lines: &[Line]) -> Result<(), StorageError> {
+/// Writes `lines` into their rings, in key order and only the newest `HISTORY_MAX` of a lane;
+/// called inside another write's transaction.
+pub(super) fn write(txn: &WriteTransaction, mut lines: Vec<Line>) -> Result<(), StorageError> {
     if lines.is_empty() {
         return Ok(());
     }
+    // Newest first within a lane: the first line seen for a slot is the one that stays.
+    lines.sort_unstable_by(|a, b| a.lane.cmp(&b.lane).then(b.n.cmp(&a.n)));
     let mut table = txn.open_table(HISTORY)?;
-    for line in lines {
-        table.insert((line.lane.as_str(), slot(line.n)), line.bytes.as_slice())?;
+    let mut newest = None;
+    for line in &lines {
+        if newest.as_ref().is_none_or(|(lane, _)| *lane != line.lane) {
+            newest = Some((Arc::clone(&line.lane), line.n));
+        }
+        let top = newest.as_ref().map_or(line.n, |(_, n)| *n);
+        if top - line.n >= HISTORY_MAX as u64 {
+            continue; // overwritten by a newer line of this batch
+        }
+        // The line's number, then the record: what `postcard` writes for `(n, rec)`.
+        let mut bytes = postcard::to_stdvec(&line.n)?;
+        bytes.extend_from_slice(&record::encode_attempt(&line.rec)?);
+        table.insert((&*line.lane, slot(line.n)), bytes.as_slice())?;
     }
     Ok(())
 }
@@ -89,7 +116,7 @@ async fn flush(db: &Db, rings: &Rings) {
         return;
     }
     // A missing line costs no event: committed at once, fsync'd with a later commit.
-    let write = move |txn: &WriteTransaction| write(txn, &lines);
+    let write = move |txn: &WriteTransaction| write(txn, lines);
     if let Err(e) = db.write_with(Durable::Later, write).await {
         tracing::warn!(error = %e, "delivery history lines lost");
     }
@@ -107,21 +134,18 @@ impl EmbeddedQueue {
         rec: AttemptRecord,
     ) -> Result<(), StorageError> {
         let mut state = self.history.lock();
-        let n = match state.next.get(lane) {
-            Some(n) => *n,
-            None => self.ring(lane)?.into_keys().max().map_or(0, |n| n + 1),
+        let (lane, n) = match state.next.get_mut(lane) {
+            Some((lane, n)) => (Arc::clone(lane), std::mem::replace(n, *n + 1)),
+            None => {
+                let n = self.ring(lane)?.into_keys().max().map_or(0, |n| n + 1);
+                let name = Arc::<str>::from(lane);
+                state
+                    .next
+                    .insert(lane.to_owned(), (Arc::clone(&name), n + 1));
+                (name, n)
+            }
         };
-        state.next.insert(lane.to_owned(), n + 1);
-        // The line's number, then the record: what `postcard` writes for `(n, rec)`.
-        let mut bytes = postcard::to_stdvec(&n)?;
-        bytes.extend_from_slice(&record::encode_attempt(&rec)?);
-        let lane = lane.to_owned();
-        state.pending.push(Line {
-            lane,
-            n,
-            rec,
-            bytes,
-        });
+        state.pending.push(Line { lane, n, rec });
         let runtime = tokio::runtime::Handle::try_current();
         if let Ok(rt) = runtime
             && !std::mem::replace(&mut state.flush_scheduled, true)
@@ -158,7 +182,7 @@ impl EmbeddedQueue {
             .lock()
             .pending
             .iter()
-            .filter(|l| l.lane == lane)
+            .filter(|l| &*l.lane == lane)
         {
             ring.insert(line.n, line.rec.clone());
         }

@@ -49,6 +49,11 @@ async fn keeps_only_the_newest_and_survives_restart() {
         (total + 1, total),
         "numbering goes on"
     );
+    // The flush wrote all its lines in one transaction, the overwritten ones skipped: the ring
+    // on disk holds the newest, each in its own slot.
+    let h = q.history("r", None, usize::MAX).await.unwrap();
+    let attempts: Vec<u32> = h.iter().map(|a| a.attempt).collect();
+    assert_eq!(attempts, (7..=total + 1).rev().collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
