@@ -317,16 +317,28 @@ fn event_type(route: &Route, doc: Option<&serde_json::Value>, v: &Verified) -> O
 
 /// One event per upstream that wants it; an event no upstream wants is accepted and dropped.
 fn fan_out(route: &Route, base: Event, doc: Option<&serde_json::Value>) -> Vec<Event> {
-    let wanted = route
+    let wanted: Vec<_> = route
         .upstreams
         .iter()
-        .filter(|u| u.wants(base.event_type.as_deref(), doc));
-    wanted
+        .filter(|u| u.wants(base.event_type.as_deref(), doc))
+        .collect();
+    let Some((last, others)) = wanted.split_last() else {
+        return Vec::new();
+    };
+    // The last upstream takes the event itself: with one upstream (the common case) its
+    // headers and strings are not copied at all.
+    let mut events: Vec<Event> = others
+        .iter()
         .map(|u| Event {
             upstream: u.name.clone(),
             ..base.clone()
         })
-        .collect()
+        .collect();
+    events.push(Event {
+        upstream: last.name.clone(),
+        ..base
+    });
+    events
 }
 
 /// The provider's headers as the upstream should see them: no hop-by-hop, no `X-Hookgate-*`.
