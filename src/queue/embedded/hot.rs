@@ -24,6 +24,13 @@ use crate::embedded::{Commit, Deferred, Put, Settle, StorageError, bump_last_seq
 /// tens of milliseconds, and at 20 ms half the jobs were stored and then deleted again for
 /// nothing (docs/performance.md, "2026-12-07, evening").
 const HOT_FOR: Duration = Duration::from_millis(100);
+/// With more jobs than `CROWDED` here, a backlog is building (an upstream slow or down): jobs
+/// older than this are stored then, so that no checkpoint has 100 ms of jobs to write at once
+/// (one that did held every enqueue behind it: docs/storage.md, point 2).
+const CROWDED_FOR: Duration = Duration::from_millis(20);
+/// Jobs here past which `CROWDED_FOR` applies: several times what 64 connections at full
+/// speed keep in flight while delivery keeps pace.
+const CROWDED: usize = 4096;
 
 /// The jobs not yet in the database, by lane and seq. Cheap to clone; clones share the map.
 #[derive(Clone, Default)]
@@ -133,22 +140,27 @@ impl Hot {
 }
 
 impl Deferred for Hot {
-    /// Stores the jobs still here (a checkpoint) or those here for `HOT_FOR`; they leave the
+    /// Stores the jobs still here (a checkpoint) or those here for `HOT_FOR` (`CROWDED_FOR`
+    /// while more than `CROWDED` wait); they leave the
     /// map once that commit is done. The records are copied out first (reference counts), so no
     /// delivery waits for the transaction.
     fn write(&self, txn: &WriteTransaction, commit: Commit) -> Result<Settle, StorageError> {
-        let old = Instant::now().checked_sub(HOT_FOR);
+        let mut lanes = self.lock();
+        let crowded = lanes.values().map(BTreeMap::len).sum::<usize>() > CROWDED;
+        let hold = if crowded { CROWDED_FOR } else { HOT_FOR };
+        let old = Instant::now().checked_sub(hold);
         let wanted = |e: &Entry| {
             !e.flushing && (commit == Commit::Checkpoint || old.is_some_and(|t| e.since <= t))
         };
         let mut puts = Vec::new();
-        for (lane, jobs) in self.lock().iter_mut() {
+        for (lane, jobs) in lanes.iter_mut() {
             for (seq, entry) in jobs.iter_mut().filter(|(_, e)| wanted(e)) {
                 entry.flushing = true;
                 let (lane, seq, bytes) = (lane.clone(), *seq, entry.bytes.clone());
                 puts.push(Put { lane, seq, bytes });
             }
         }
+        drop(lanes); // no delivery waits for the transaction
         if puts.is_empty() && commit == Commit::Unsynced {
             return Ok(Box::new(drop));
         }
@@ -283,5 +295,37 @@ mod tests {
         settle(true);
         assert_eq!(stored_seqs(&db), [1]);
         assert_eq!(hot.first("r").map(|(seq, _)| seq), Some(2));
+    }
+
+    #[test]
+    fn a_crowded_map_stores_its_jobs_after_crowded_for() {
+        let db = memory_db();
+        let n = CROWDED as u64;
+        let hot = Hot::new(Arc::new(AtomicU64::new(n + 2)));
+        let puts: Vec<Put> = (1..=n).map(put).collect();
+        hot.insert(&puts);
+        std::thread::sleep(CROWDED_FOR + Duration::from_millis(5));
+        let txn = db.begin_write().unwrap();
+        let settle = hot.write(&txn, Commit::Unsynced).unwrap();
+        settle(true);
+        assert_eq!(
+            hot.len(),
+            CROWDED,
+            "not crowded yet: the jobs wait for HOT_FOR"
+        );
+        hot.insert(&[put(n + 1)]);
+        let settle = hot.write(&txn, Commit::Unsynced).unwrap();
+        txn.commit().unwrap();
+        settle(true);
+        assert_eq!(
+            stored_seqs(&db).len(),
+            CROWDED,
+            "crowded: the older jobs are stored"
+        );
+        assert_eq!(
+            hot.first("r").map(|(seq, _)| seq),
+            Some(n + 1),
+            "the young one waits"
+        );
     }
 }
