@@ -28,9 +28,10 @@ const HOT_FOR: Duration = Duration::from_millis(100);
 /// older than this are stored then, so that no checkpoint has 100 ms of jobs to write at once
 /// (one that did held every enqueue behind it: docs/storage.md, point 2).
 const CROWDED_FOR: Duration = Duration::from_millis(20);
-/// Jobs here past which `CROWDED_FOR` applies: several times what 64 connections at full
-/// speed keep in flight while delivery keeps pace.
-const CROWDED: usize = 4096;
+/// Jobs here past which `CROWDED_FOR` applies: what ~30 ms of ingest at full speed leaves in
+/// flight. At 4,096 a stopped upstream let checkpoints hold ~100 ms of jobs, and p99 at 64
+/// connections rose from 11 to 18 ms (docs/performance.md, "2026-12-07, evening").
+const CROWDED: usize = 1024;
 
 /// The jobs not yet in the database, by lane and seq. Cheap to clone; clones share the map.
 #[derive(Clone, Default)]
