@@ -29,8 +29,8 @@ const HOT_FOR: Duration = Duration::from_millis(100);
 /// (one that did held every enqueue behind it: docs/storage.md, point 2).
 const CROWDED_FOR: Duration = Duration::from_millis(20);
 /// Jobs here past which `CROWDED_FOR` applies: what ~30 ms of ingest at full speed leaves in
-/// flight. At 4,096 a stopped upstream let checkpoints hold ~100 ms of jobs, and p99 at 64
-/// connections rose from 11 to 18 ms (docs/performance.md, "2026-12-07, evening").
+/// flight. At 4,096 a stopped upstream filled the map for ~130 ms before the count was
+/// reached, so checkpoints held ~100 ms of jobs (docs/performance.md, "2026-12-07, evening").
 const CROWDED: usize = 1024;
 
 /// The jobs not yet in the database, by lane and seq. Cheap to clone; clones share the map.
