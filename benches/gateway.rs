@@ -195,6 +195,8 @@ struct Row {
     backlog: Option<u64>,
     drain_s: Option<f64>,
     cpu_us: f64,
+    /// Times a thread of the server went to sleep (voluntary context switches), per event.
+    waits: f64,
     peak_mib: f64,
 }
 
@@ -360,6 +362,7 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
     async fn row(&mut self, tls: &TlsConnector, conns: usize, run: Duration) -> Row {
         reset_peak(&self.child);
         let cpu0 = cpu_us(&self.child);
+        let waits0 = sleeps(&self.child);
         let pace = match RATE.load(Relaxed) {
             0 => None,
             rate => Some(Duration::from_secs_f64(conns as f64 / rate as f64)),
@@ -377,6 +380,7 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
         let cpu = cpu_us(&self.child).saturating_sub(cpu0);
         let peak_mib = status_kib(&self.child, "VmHWM:") as f64 / 1024.0;
         let cpu_us = cpu as f64 / lat.len().max(1) as f64;
+        let waits = sleeps(&self.child).saturating_sub(waits0) as f64 / lat.len().max(1) as f64;
         Row {
             rps,
             lat,
@@ -384,6 +388,7 @@ upstream = {{ url = "http://{sink_addr}/hooks/stripe" }}
             backlog,
             drain_s,
             cpu_us,
+            waits,
             peak_mib,
         }
     }
@@ -518,6 +523,10 @@ fn header(secs: u64, reset: bool) -> Result<(), Error> {
     let load_avg = load_avg.split(' ').take(3).collect::<Vec<_>>().join(" ");
     println!("Stripe events, {BODY} B bodies, HTTP/1.1 keep-alive over TLS, {secs} s per row");
     println!("load average before the run: {load_avg}");
+    let (cpu, wall) = wake_round_trip();
+    println!(
+        "one thread waking another and being woken back costs {cpu:.1} µs of CPU here ({wall:.1} µs wall)"
+    );
     match RATE.load(Relaxed) {
         0 => println!("each connection sends back to back"),
         rate => println!("offered rate: {rate} req/s per row, all connections together"),
@@ -527,10 +536,13 @@ fn header(secs: u64, reset: bool) -> Result<(), Error> {
         "peak MiB = the server's VmHWM {since}; backlog = accepted, not yet delivered at the row's end;"
     );
     println!(
-        "drain s = time until the sink had them all; CPU µs/ev = server process CPU (user + sys) over load and drain / accepted"
+        "drain s = time until the sink had them all; CPU µs/ev = server process CPU (user + sys) over load and drain / accepted;"
     );
     println!(
-        "{:<9}|{:>6} |{:>8} |{:>7} |{:>7} |{:>7} |{:>7} |{:>8} |{:>8} |{:>10} |{:>9}",
+        "waits/ev = times a server thread went to sleep (voluntary context switches, all threads) / accepted"
+    );
+    println!(
+        "{:<9}|{:>6} |{:>8} |{:>7} |{:>7} |{:>7} |{:>7} |{:>8} |{:>8} |{:>10} |{:>8} |{:>9}",
         "target",
         "conns",
         "req/s",
@@ -541,6 +553,7 @@ fn header(secs: u64, reset: bool) -> Result<(), Error> {
         "backlog",
         "drain s",
         "CPU µs/ev",
+        "waits/ev",
         "peak MiB"
     );
     Ok(())
@@ -551,14 +564,18 @@ fn print_row(name: &str, n: usize, r: &Row) {
     let backlog = r.backlog.map_or("-".into(), |b| b.to_string());
     let drain = r.drain_s.map_or("-".into(), |d| format!("{d:.2}"));
     println!(
-        "{name:<9}|{n:>6} |{:>8.0} |{p50:>7.2} |{p99:>7.2} |{max:>7.2} |{:>7} |{backlog:>8} |{drain:>8} |{:>10.1} |{:>9.1}",
-        r.rps, r.errors, r.cpu_us, r.peak_mib
+        "{name:<9}|{n:>6} |{:>8.0} |{p50:>7.2} |{p99:>7.2} |{max:>7.2} |{:>7} |{backlog:>8} |{drain:>8} |{:>10.1} |{:>8.2} |{:>9.1}",
+        r.rps, r.errors, r.cpu_us, r.waits, r.peak_mib
     );
 }
 
 /// A process's CPU time so far (user + system), in µs, from `/proc/<pid>/stat`.
 fn cpu_us(child: &Child) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id().unwrap_or(0)));
+    cpu_us_of(child.id().unwrap_or(0))
+}
+
+fn cpu_us_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
     let stat = stat.unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -568,6 +585,57 @@ fn cpu_us(child: &Child) -> u64 {
         .collect();
     let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
     ticks * 1_000_000 / CLOCK_TICKS
+}
+
+/// CPU and wall time, in µs, of one round trip between two threads that sleep until woken:
+/// two sleeps and two wake-ups, what a hand-off from one of the gateway's threads to another
+/// and back costs on this machine whatever the work handed over. On a VM this is far more than
+/// on bare metal (docs/performance.md, "2026-12-07, night"). Measured in this process before
+/// any server starts, while its own runtime is idle.
+fn wake_round_trip() -> (f64, f64) {
+    const N: u32 = 5_000;
+    let (ping, ping_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+    let (pong, pong_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+    let echo = std::thread::spawn(move || {
+        for v in ping_rx {
+            if pong.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let (cpu0, started) = (cpu_us_of(std::process::id()), Instant::now());
+    for i in 0..N {
+        if ping.send(i).is_err() || pong_rx.recv().is_err() {
+            break;
+        }
+    }
+    let cpu = cpu_us_of(std::process::id()).saturating_sub(cpu0);
+    let wall = started.elapsed();
+    drop(ping);
+    let _ = echo.join();
+    let n = f64::from(N);
+    (cpu as f64 / n, wall.as_secs_f64() * 1e6 / n)
+}
+
+/// Voluntary context switches of every thread of a process so far, from
+/// `/proc/<pid>/task/*/status`: each is a thread going to sleep to be woken again, which on a
+/// VM costs far more than the work many of them wait for (docs/performance.md, "2026-12-07,
+/// night"). Threads that ended during a row take their count with them.
+fn sleeps(child: &Child) -> u64 {
+    let dir = format!("/proc/{}/task", child.id().unwrap_or(0));
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            let line = s
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on (USER_HZ is fixed by the kernel ABI).
