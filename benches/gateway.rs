@@ -18,8 +18,8 @@
 //! (`TMPDIR` picks the disk whose fsync is measured).
 //!
 //! Each server runs in a child process (this binary re-executed with `HOOKGATE_BENCH_ROLE`), so
-//! its CPU time and peak memory are read from its own `/proc/<pid>/` apart from the load
-//! generator's. The load generator and the sinks (hookgate's upstreams) run in this process.
+//! its CPU time, its threads' sleeps (voluntary context switches) and its peak memory are read
+//! from its own `/proc/<pid>/` apart from the load generator's. The load generator and the sinks (hookgate's upstreams) run in this process.
 
 mod common;
 
