@@ -19,7 +19,8 @@
 //!
 //! Each server runs in a child process (this binary re-executed with `HOOKGATE_BENCH_ROLE`), so
 //! its CPU time, its threads' sleeps (voluntary context switches) and its peak memory are read
-//! from its own `/proc/<pid>/` apart from the load generator's. The load generator and the sinks (hookgate's upstreams) run in this process.
+//! from its own `/proc/<pid>/` apart from the load generator's. The load generator and the
+//! sinks (hookgate's upstreams) run in this process.
 
 mod common;
 
