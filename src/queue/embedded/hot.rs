@@ -142,9 +142,8 @@ impl Hot {
 
 impl Deferred for Hot {
     /// Stores the jobs still here (a checkpoint) or those here for `HOT_FOR` (`CROWDED_FOR`
-    /// while more than `CROWDED` wait); they leave the
-    /// map once that commit is done. The records are copied out first (reference counts), so no
-    /// delivery waits for the transaction.
+    /// while more than `CROWDED` wait); they leave the map once that commit is done. The records
+    /// are copied out first (reference counts), so no delivery waits for the transaction.
     fn write(&self, txn: &WriteTransaction, commit: Commit) -> Result<Settle, StorageError> {
         let mut lanes = self.lock();
         let crowded = lanes.values().map(BTreeMap::len).sum::<usize>() > CROWDED;
