@@ -8,12 +8,29 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
 
+/// A port nothing listens on now, for a server a test starts later at a configured address.
+///
+/// Taken below the kernel's ephemeral range: a port from that range, free when picked, could be
+/// handed out as the source port of an outgoing connection (the gateway's to Redis, a test's
+/// client) before the test binds it, and the bind then failed with `AddrInUse`. A counter
+/// keeps this process's picks apart; the bind checks that no other process holds the port.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u16.min(low / 2);
+    let span = low - base;
+    let start = u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = base + (start.wrapping_add(n) % span);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range {low}");
 }
 
 pub(crate) struct Proc {
