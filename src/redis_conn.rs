@@ -225,22 +225,30 @@ impl Redis {
     }
 
     /// Runs one Redis call within `op_timeout`.
-    pub(crate) async fn run<T>(
+    pub(crate) fn run<T>(
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RedisError> {
-        self.within(self.0.op_timeout, call).await
+    ) -> impl Future<Output = Result<T, RedisError>> {
+        self.within(self.0.op_timeout, call)
     }
 
     /// Runs one Redis call within `limit`.
-    pub(crate) async fn within<T>(
+    ///
+    /// The call is boxed before anything holds it: the redis crate's futures are kilobytes,
+    /// and every future awaiting one would be as large and be copied whole each time it is
+    /// created or moved, up to the spawned admission task and the request's own future; one
+    /// allocation is cheaper (docs/performance.md, "Futures copied by value").
+    pub(crate) fn within<T>(
         &self,
         limit: Duration,
         call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RedisError> {
-        match tokio::time::timeout(limit, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RedisError::Timeout(limit)),
+    ) -> impl Future<Output = Result<T, RedisError>> {
+        let call = Box::pin(call);
+        async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(RedisError::Timeout(limit)),
+            }
         }
     }
 

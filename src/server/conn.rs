@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -101,12 +102,12 @@ where
             if let Some(cert) = &cert {
                 req.extensions_mut().insert(cert.clone());
             }
-            let fut = handler(req, peer);
-            async move {
-                let resp = fut.await;
+            // A combinator, not an async block: a block holds the handler's future twice (as
+            // captured and as awaited), and hyper moves the request's future by value.
+            handler(req, peer).map(move |resp| {
                 drop(busy);
                 Ok::<_, Infallible>(resp)
-            }
+            })
         });
         let builder = match proto {
             Proto::Sniff => self.builder,
