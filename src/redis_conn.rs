@@ -170,9 +170,9 @@ impl Redis {
         let client = ClusterClient::builder(seeds.iter().copied())
             .connection_timeout(op_timeout)
             .response_timeout(op_timeout)
-            .retries(8)
-            .min_retry_wait(20)
-            .max_retry_wait(250)
+            .retries(cluster_retries(op_timeout))
+            .min_retry_wait(RETRY_WAIT_MIN_MS)
+            .max_retry_wait(RETRY_WAIT_MAX_MS)
             .build()?;
         let conn = client.get_pending_async_connection_with_config(cluster_config(op_timeout));
         Ok(Self::build(
@@ -439,6 +439,23 @@ impl Redis {
 }
 
 /// The cluster connection's own bounds: connect and answer within `op_timeout`.
+/// Shortest wait between two retries of a cluster command, in ms.
+const RETRY_WAIT_MIN_MS: u64 = 20;
+/// Longest wait between two retries of a cluster command, in ms.
+const RETRY_WAIT_MAX_MS: u64 = 250;
+
+/// Retries of a cluster command: enough that they outlast `op_timeout`, which is what bounds a
+/// command. The client waits a random time between the minimum and a doubling ceiling (capped
+/// at `RETRY_WAIT_MAX_MS`) before each, ~135 ms on average once capped: a fixed 8 retries gave
+/// up after ~0.6 s, so a slot migration that held a key busy for longer was answered 503 even
+/// with time left (seen once in CI, `tests/it/cluster.rs`, the slot migrated under load).
+fn cluster_retries(op_timeout: Duration) -> u32 {
+    let mean_wait = (RETRY_WAIT_MIN_MS + RETRY_WAIT_MAX_MS) / 2;
+    let covering = op_timeout.as_millis() as u64 / mean_wait;
+    // The first few waits are shorter than the mean: a margin of 8 covers them.
+    u32::try_from(covering + 8).unwrap_or(u32::MAX)
+}
+
 fn cluster_config(op_timeout: Duration) -> redis::cluster::ClusterConfig {
     redis::cluster::ClusterConfig::new()
         .set_connection_timeout(op_timeout)
@@ -565,6 +582,27 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The redis crate's mean wait before retry `i`: uniform between the minimum and a
+    /// ceiling of 10 ms × 2^i kept within [min, max] (its `RetryParams::wait_time_for_retry`).
+    fn mean_wait_ms(i: u32) -> u64 {
+        let ceiling = (10u64 << i.min(20)).clamp(RETRY_WAIT_MIN_MS, RETRY_WAIT_MAX_MS);
+        (RETRY_WAIT_MIN_MS + ceiling) / 2
+    }
+
+    #[test]
+    fn cluster_retries_outlast_the_op_timeout() {
+        for ms in [100, 500, 1_000, 2_000, 5_000, 30_000] {
+            let retries = cluster_retries(Duration::from_millis(ms));
+            let waited: u64 = (0..retries).map(mean_wait_ms).sum();
+            assert!(
+                waited >= ms,
+                "{retries} retries wait {waited} ms on average, op_timeout {ms} ms"
+            );
+            // And not far beyond: the op_timeout, not the count, ends a command.
+            assert!(waited <= ms + 2_000, "{retries} retries for {ms} ms");
+        }
     }
 
     #[test]
