@@ -43,6 +43,8 @@ pub struct Metrics {
     delivery_seconds: Family<RouteLabels, Histogram>,
     queue_depth: Family<RouteLabels, Gauge>,
     suspended: Family<LaneLabels, Gauge>,
+    in_flight: Family<LaneLabels, Gauge>,
+    concurrency: Family<LaneLabels, Gauge>,
     oldest_age: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Ordered lanes (`order_by`): keys waiting behind an earlier event, keys blocked by a dead
     /// letter, and how long the oldest block has lasted. Per lane, never per key: keys are
@@ -126,6 +128,8 @@ impl Metrics {
         });
         let queue_depth = Family::<RouteLabels, Gauge>::default();
         let suspended = Family::<LaneLabels, Gauge>::default();
+        let in_flight = Family::<LaneLabels, Gauge>::default();
+        let concurrency = Family::<LaneLabels, Gauge>::default();
         let oldest_age = Family::<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let keys_waiting = Family::<LaneLabels, Gauge>::default();
         let keys_blocked = Family::<LaneLabels, Gauge>::default();
@@ -187,6 +191,16 @@ impl Metrics {
             "1 while a lane's upstream is suspended",
             suspended.clone(),
         );
+        registry.register(
+            "upstream_in_flight",
+            "Delivery attempts of a lane waiting for its upstream now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "upstream_concurrency",
+            "The most attempts a lane may have in flight (its upstream's concurrency)",
+            concurrency.clone(),
+        );
         // Zero samples for the ops the store counts: a counter that springs into being at its
         // first error is missed by `increase()` in the alert (deploy/prometheus/alerts.yml).
         for op in STORAGE_OPS {
@@ -205,6 +219,8 @@ impl Metrics {
             delivery_seconds,
             queue_depth,
             suspended,
+            in_flight,
+            concurrency,
             oldest_age,
             keys_waiting,
             keys_blocked,
@@ -264,6 +280,16 @@ impl Metrics {
         self.suspended
             .get_or_create(&LaneLabels { lane: lane.into() })
             .set(i64::from(suspended));
+    }
+
+    /// Sets a lane's attempts in flight and the most it may have.
+    pub fn set_in_flight(&self, lane: &str, (in_flight, concurrency): (usize, usize)) {
+        let labels = LaneLabels { lane: lane.into() };
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.in_flight.get_or_create(&labels).set(gauge(in_flight));
+        self.concurrency
+            .get_or_create(&labels)
+            .set(gauge(concurrency));
     }
 
     /// Gives a configured route its zero samples, so rates and alerts see its first increment.

@@ -113,6 +113,7 @@ impl Admin {
                 }
             }
             self.metrics.set_suspended(&lane.lane, lane.is_suspended());
+            self.metrics.set_in_flight(&lane.lane, lane.in_flight());
             if self.ordered.contains(&lane.route) {
                 match self.queue.ordering(&lane.lane).await {
                     Ok(stats) => {

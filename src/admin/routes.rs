@@ -51,11 +51,14 @@ async fn removed_with_events(admin: &Admin, route: &str) -> Result<Vec<Value>, F
 
 async fn lane_json(admin: &Admin, l: &LaneState, removed: bool) -> Result<Value, Fail> {
     let age = admin.queue.oldest_age(&l.lane).await.map_err(unavailable)?;
+    let (in_flight, concurrency) = l.in_flight();
     let mut v = json!({
         "lane": l.lane,
         "upstream": l.upstream,
         "state": if l.is_suspended() { "suspended" } else { "ok" },
         "consecutive_failures": l.consecutive_failures(),
+        "in_flight": in_flight,
+        "concurrency": concurrency,
         "queue_depth": admin.queue.depth(&l.lane).await.map_err(unavailable)?,
         "oldest_event_age_s": age.map(|d| d.as_secs_f64()),
     });

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,6 +26,31 @@ pub struct LaneState {
     /// The wait before the next probe while suspended, in ms; 0 until the first probe.
     probe_wait_ms: AtomicU64,
     resumed: Notify,
+    /// Attempts waiting for the upstream now (see [`InFlight`]).
+    in_flight: AtomicUsize,
+    /// The worker's `concurrency`, the most `in_flight` can be; 0 before a worker starts.
+    concurrency: AtomicUsize,
+}
+
+/// One attempt waiting for its upstream, counted in its lane's `in_flight` while it lives.
+///
+/// Exported as `hookgate_upstream_in_flight` beside `hookgate_upstream_concurrency`: a lane
+/// that stays at its concurrency while its oldest event ages is held back by that setting, not
+/// by the upstream or the gateway (docs/performance.md, "Upstream concurrency").
+pub struct InFlight(Arc<LaneState>);
+
+impl InFlight {
+    /// Counts an attempt on `lane` until dropped.
+    pub fn begin(lane: &Arc<LaneState>) -> InFlight {
+        lane.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(lane))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl LaneState {
@@ -40,7 +65,22 @@ impl LaneState {
             suspended: AtomicBool::new(false),
             probe_wait_ms: AtomicU64::new(0),
             resumed: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            concurrency: AtomicUsize::new(0),
         }
+    }
+
+    /// Records the `concurrency` of the worker now delivering this lane (a reload may change it).
+    pub fn set_concurrency(&self, n: usize) {
+        self.concurrency.store(n, Ordering::Relaxed);
+    }
+
+    /// Attempts in flight now, and the most the lane's worker allows.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.concurrency.load(Ordering::Relaxed),
+        )
     }
 
     /// Applies a reloaded `suspend_after`; the failures counted so far still count.

@@ -28,7 +28,7 @@ use crate::verify::Scheme;
 pub use error::{ErrorKind, Failure, Fault};
 use forward::{Attempt, HttpClient};
 pub use known::KnownLanes;
-pub use lane::{LaneState, Lanes};
+pub use lane::{InFlight, LaneState, Lanes};
 use opentelemetry::KeyValue;
 use retry::Next;
 pub use runtime::Runtime;
@@ -99,6 +99,7 @@ fn client_for(up: &Upstream, shared: &HttpClient) -> HttpClient {
 impl LaneWorker {
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.upstream.concurrency));
+        self.state.set_concurrency(self.upstream.concurrency);
         let mut inflight = JoinSet::new();
         loop {
             let permit = tokio::select! {
@@ -117,6 +118,8 @@ impl LaneWorker {
                 _ = stop.wait_for(|s| *s) => break,
                 j = self.shared.queue.receive(&self.state.lane) => j,
             };
+            // Counted from here: a permit held while waiting for a job is no attempt.
+            let permit = (permit, InFlight::begin(&self.state));
             match job {
                 // While suspended, the one probe runs inline so nothing else goes out meanwhile.
                 Ok(job) if self.state.is_suspended() => self.clone().deliver(job, permit).await,
@@ -126,6 +129,7 @@ impl LaneWorker {
                     inflight.spawn(Box::pin(self.clone().deliver(job, permit)));
                 }
                 Err(e) => {
+                    drop(permit);
                     tracing::error!(lane = %self.state.lane, error = %e, "queue receive failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -140,7 +144,7 @@ impl LaneWorker {
     /// so it goes back as soon as the answer is in: waiting for the outcome's write (the next
     /// group commit) while holding it would cap the lane at `concurrency` per commit interval,
     /// whatever the upstream could take (docs/performance.md).
-    async fn deliver(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+    async fn deliver(self: Arc<Self>, job: Job, permit: (OwnedSemaphorePermit, InFlight)) {
         let mut req = forward::request(
             &self.upstream.url,
             &job,

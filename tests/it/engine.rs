@@ -428,7 +428,54 @@ async fn graceful_stop_lets_an_inflight_delivery_finish(store: Store) {
     gw.finish().await;
 }
 
+/// A slow upstream: the lane has its `concurrency` (4 in the test config) attempts in flight
+/// and no more, in `/metrics` and in the admin API; once the upstream answers, none.
+async fn attempts_in_flight_are_exported_and_capped_at_the_concurrency(store: Store) {
+    let sink = Sink::start().await;
+    sink.delay_ms.store(1500, Ordering::SeqCst);
+    let gw = Gateway::start(Opts::new(store, sink.url(""))).await;
+    for i in 0..6 {
+        assert_eq!(gw.post_stripe(&format!("evt_flight_{i}")).await.0, 200);
+    }
+    let in_flight = r#"hookgate_upstream_in_flight{lane="stripe"} "#;
+    let gauge = |metrics: &str, name: &str| -> Option<i64> {
+        let line = metrics.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().parse().ok()
+    };
+    eventually(Duration::from_secs(5), "4 attempts in flight", async || {
+        gauge(&gw.metrics().await, in_flight) == Some(4)
+    })
+    .await;
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        gauge(&metrics, r#"hookgate_upstream_concurrency{lane="stripe"} "#),
+        Some(4),
+        "{metrics}"
+    );
+    let routes = get(&gw, "/admin/routes").await;
+    let stripe = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "stripe")
+        .unwrap()["upstreams"][0]
+        .clone();
+    assert_eq!(
+        (stripe["in_flight"].as_u64(), stripe["concurrency"].as_u64()),
+        (Some(4), Some(4)),
+        "{stripe}"
+    );
+    sink.delay_ms.store(0, Ordering::SeqCst);
+    sink.wait_for(6, Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(5), "nothing in flight", async || {
+        gauge(&gw.metrics().await, in_flight) == Some(0)
+    })
+    .await;
+    gw.finish().await;
+}
+
 crate::both_backends!(
+    attempts_in_flight_are_exported_and_capped_at_the_concurrency,
     dead_letters_can_be_listed_shown_replayed_and_purged,
     delivery_history_keeps_status_latency_and_answer,
     suspended_upstream_is_probed_not_hammered_and_resumed_by_the_api,
