@@ -438,7 +438,6 @@ impl Redis {
     }
 }
 
-/// The cluster connection's own bounds: connect and answer within `op_timeout`.
 /// Shortest wait between two retries of a cluster command, in ms.
 const RETRY_WAIT_MIN_MS: u64 = 20;
 /// Longest wait between two retries of a cluster command, in ms.
@@ -456,6 +455,7 @@ fn cluster_retries(op_timeout: Duration) -> u32 {
     u32::try_from(covering + 8).unwrap_or(u32::MAX)
 }
 
+/// The cluster connection's own bounds: connect and answer within `op_timeout`.
 fn cluster_config(op_timeout: Duration) -> redis::cluster::ClusterConfig {
     redis::cluster::ClusterConfig::new()
         .set_connection_timeout(op_timeout)
