@@ -446,8 +446,9 @@ const RETRY_WAIT_MAX_MS: u64 = 250;
 /// Retries of a cluster command: enough that they outlast `op_timeout`, which is what bounds a
 /// command. The client waits a random time between the minimum and a doubling ceiling (capped
 /// at `RETRY_WAIT_MAX_MS`) before each, ~135 ms on average once capped: a fixed 8 retries gave
-/// up after ~0.6 s, so a slot migration that held a key busy for longer was answered 503 even
-/// with time left (seen once in CI, `tests/it/cluster.rs`, the slot migrated under load).
+/// up after ~0.6 s, so a slot migration that held a key busy for longer was answered 503 with
+/// time left (the likely cause of one 503 in CI, `tests/it/cluster.rs`, a slot migrated under
+/// load).
 fn cluster_retries(op_timeout: Duration) -> u32 {
     let mean_wait = (RETRY_WAIT_MIN_MS + RETRY_WAIT_MAX_MS) / 2;
     let covering = op_timeout.as_millis() as u64 / mean_wait;
