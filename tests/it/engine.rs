@@ -136,15 +136,20 @@ async fn delivery_history_keeps_status_latency_and_answer(store: Store) {
     gw.finish().await;
 }
 
-async fn lane_state(gw: &Gateway) -> String {
+/// One route as `GET /admin/routes` shows it.
+async fn route_json(gw: &Gateway, name: &str) -> Value {
     let v = get(gw, "/admin/routes").await;
-    let stripe = v["routes"]
+    v["routes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["route"] == "stripe")
+        .find(|r| r["route"] == name)
         .unwrap()
-        .clone();
+        .clone()
+}
+
+async fn lane_state(gw: &Gateway) -> String {
+    let stripe = route_json(gw, "stripe").await;
     stripe["upstreams"][0]["state"].as_str().unwrap().to_owned()
 }
 
@@ -247,14 +252,7 @@ upstreams = [
         "{got:?}"
     );
     assert!(got.iter().all(|r| r.headers["x-hookgate-route"] == "fan"));
-    let routes = get(&gw, "/admin/routes").await;
-    let fan = routes["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["route"] == "fan")
-        .unwrap()
-        .clone();
+    let fan = route_json(&gw, "fan").await;
     assert_eq!(fan["upstreams"].as_array().unwrap().len(), 2);
     assert_eq!(fan["upstreams"][0]["lane"], "fan/billing");
     gw.finish().await;
@@ -452,14 +450,7 @@ async fn attempts_in_flight_are_exported_and_capped_at_the_concurrency(store: St
         Some(4),
         "{metrics}"
     );
-    let routes = get(&gw, "/admin/routes").await;
-    let stripe = routes["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["route"] == "stripe")
-        .unwrap()["upstreams"][0]
-        .clone();
+    let stripe = route_json(&gw, "stripe").await["upstreams"][0].clone();
     assert_eq!(
         (stripe["in_flight"].as_u64(), stripe["concurrency"].as_u64()),
         (Some(4), Some(4)),

@@ -19,6 +19,7 @@ pub(crate) fn free_port() -> u16 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&low| low >= 1024)
         .unwrap_or(32768);
     let base = 10_000u16.min(low / 2);
     let span = low - base;
