@@ -25,7 +25,7 @@ use crate::metrics::StorageErrors;
 use slot::Slot;
 pub(crate) use slot::Snapshot;
 pub(crate) use wal::Put;
-use writer::{Call, Enqueue, Op};
+use writer::{Call, Enqueue, Op, Wake};
 pub(crate) use writer::{Commit, Deferred, Durable, Settle, Stored};
 
 /// Done dedup records: (route, event id) → expiry, in ms since the Unix epoch.
@@ -184,6 +184,18 @@ impl Db {
         self.write(|_| Ok(())).await
     }
 
+    /// Holds the next checkpoint's commit (tests only): the first receiver hears when it is
+    /// reached, and it goes on once the sender sends or is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_next_checkpoint(
+        &self,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (reached, on_reach) = std::sync::mpsc::channel();
+        let (go_on, on_go) = std::sync::mpsc::channel();
+        *self.inner.slot.gate.lock().unwrap() = Some((reached, on_go));
+        (on_reach, go_on)
+    }
+
     /// Opens a read snapshot that sees every commit finished before this call.
     pub(crate) fn read(&self) -> Result<ReadTransaction, StorageError> {
         self.inner.slot.read()
@@ -279,13 +291,9 @@ impl Db {
     }
 
     /// Wakes the writer so that a checkpoint follows within `MAX_UNSYNCED`: for a [`Deferred`]
-    /// owner whose state grew while the writer may be idle. An empty op costs one small commit.
+    /// owner whose state grew while the writer may be idle. It commits nothing of its own.
     pub(crate) fn kick(&self) {
-        let op: Op = Box::new(Call::new(
-            Durable::Later,
-            |_: &WriteTransaction| Ok(()),
-            drop,
-        ));
+        let op: Op = Box::new(Wake);
         if let Ok(sender) = self.sender() {
             // Full: the writer is busy, and a checkpoint is coming anyway.
             let _ = sender.try_send(op);

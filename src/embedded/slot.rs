@@ -13,7 +13,7 @@ use redb::{
 };
 use tokio::sync::watch;
 
-use super::wal::{CHECKPOINTED, Wal};
+use super::wal::{CHECKPOINTED, Put, Wal};
 use super::writer::Deferred;
 use super::{META, StorageError, create_tables, put_jobs};
 use crate::metrics::StorageErrors;
@@ -39,7 +39,15 @@ pub(super) struct Slot {
     latest: Mutex<Option<Snapshot>>,
     /// The generation of `latest`, readable without its lock.
     generation: AtomicU64,
+    /// Tests hold the next checkpoint's commit here: told when it is reached, it waits for the
+    /// word to go on.
+    #[cfg(test)]
+    pub(super) gate: Mutex<Option<Gate>>,
 }
+
+/// Where a test holds a checkpoint's commit: (reached, go on).
+#[cfg(test)]
+pub(super) type Gate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
 
 /// A shared read snapshot and its generation (one per commit of the writer thread).
 #[derive(Clone)]
@@ -67,6 +75,8 @@ impl Slot {
             deferred: RwLock::default(),
             latest: Mutex::default(),
             generation: AtomicU64::new(0),
+            #[cfg(test)]
+            gate: Mutex::default(),
         }))
     }
 
@@ -204,33 +214,39 @@ impl Slot {
 /// that is itself a checkpoint; then the log starts over. A record may hold jobs that redb
 /// already has, or that were delivered and acknowledged since (the acknowledgement not yet
 /// fsync'd): putting them back is a redelivery at worst, never a loss.
+///
+/// The log then goes on past the stored checkpoint, whatever it read: a file whose first record
+/// was torn reads as empty, and records numbered from 1 again would be taken for checkpointed
+/// ones by the next replay.
 fn replay(db: &Database, wal: &mut Wal, records: super::wal::Records) -> Result<(), StorageError> {
-    if records.is_empty() && !wal.is_dirty() {
-        return Ok(());
-    }
     let mut txn = db.begin_write()?;
+    let done = txn
+        .open_table(META)?
+        .get(CHECKPOINTED)?
+        .map_or(0, |g| g.value());
+    wal.resume_after(done);
+    let newer: Vec<&Vec<Put>> = records
+        .iter()
+        .filter(|(g, _)| *g > done)
+        .map(|(_, puts)| puts)
+        .collect();
+    if newer.is_empty() {
+        return Ok(()); // the transaction aborts: nothing was written
+    }
     txn.set_durability(Durability::Immediate)?;
     let mut replayed = 0usize;
-    {
-        let done = txn
-            .open_table(META)?
-            .get(CHECKPOINTED)?
-            .map_or(0, |g| g.value());
-        for (_, puts) in records.iter().filter(|(g, _)| *g > done) {
-            put_jobs(&txn, puts)?;
-            replayed += puts.len();
-        }
-        txn.open_table(META)?
-            .insert(CHECKPOINTED, wal.generation())?;
+    for puts in newer {
+        put_jobs(&txn, puts)?;
+        replayed += puts.len();
     }
+    let generation = wal.generation();
+    txn.open_table(META)?.insert(CHECKPOINTED, generation)?;
     txn.commit()?;
-    wal.checkpointed();
-    if replayed > 0 {
-        tracing::info!(
-            jobs = replayed,
-            "queued events restored from the write-ahead log"
-        );
-    }
+    wal.checkpointed(generation);
+    tracing::info!(
+        jobs = replayed,
+        "queued events restored from the write-ahead log"
+    );
     Ok(())
 }
 

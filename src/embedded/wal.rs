@@ -6,13 +6,18 @@
 //! enqueues commits to redb without an fsync, its jobs are appended here as one record and
 //! `fdatasync`'d, and only then are the senders answered. Every fsync'd redb commit (at the
 //! latest `MAX_UNSYNCED` after the first unsynced one) is a checkpoint: it stores the log's
-//! generation in `META`, after which the log starts over. On open and on every reopen after a
-//! storage fault, records of a generation newer than the stored one are put back into redb before
-//! anything else runs (see docs/storage.md, "The write-ahead log").
+//! generation in `META`, after which that generation's records are never read again. On open
+//! and on every reopen after a storage fault, records of a generation newer than the stored one
+//! are put back into redb before anything else runs (see docs/storage.md, "The write-ahead log").
+//!
+//! Two files take turns, one generation each: a checkpoint seals the generation it covers and
+//! appending goes on in the other file while redb commits, so no enqueue waits for a checkpoint
+//! (docs/storage.md, "Checkpoints off the enqueue path"). A file is started over only once the
+//! generation it held is checkpointed for good.
 //!
 //! A record: `len: u32 LE | crc32(gen ‖ payload): u32 LE | gen: u64 LE | payload`, the payload a
-//! postcard list of [`Put`]s. Reading stops at the first record that is short or fails its
-//! checksum: a torn tail is a write that was never acknowledged.
+//! postcard list of [`Put`]s. Reading a file stops at the first record that is short or fails
+//! its checksum: a torn tail is a write that was never acknowledged.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -20,14 +25,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// File name of the log inside the data directory.
-pub(super) const FILE_NAME: &str = "hookgate.wal";
+/// File names of the log inside the data directory: generation `g` goes to `FILE_NAMES[g % 2]`.
+pub(super) const FILE_NAMES: [&str; 2] = ["hookgate.wal", "hookgate-1.wal"];
 /// Key in `META` of the newest log generation whose records redb holds durably.
 pub(crate) const CHECKPOINTED: &str = "wal_checkpointed";
-/// Size the log is given up front, in zeros. Appending into blocks the file already has lets an
+/// Size each file is given up front, in zeros. Appending into blocks the file already has lets an
 /// `fdatasync` flush only the data (growing the file also writes its inode and block map), and
-/// a checkpoint then starts over at offset 0 instead of truncating. Past this the file grows.
-/// 4 MiB holds the ~100 ms between two checkpoints at 30k events/s of 1 KiB.
+/// a new generation then starts over at offset 0 instead of truncating. Past this the file
+/// grows. 4 MiB holds the ~100 ms between two checkpoints at 30k events/s of 1 KiB.
 #[cfg(not(test))]
 const PREALLOCATE: u64 = 4 << 20;
 #[cfg(test)]
@@ -47,62 +52,85 @@ pub(crate) struct Put {
     pub(crate) bytes: bytes::Bytes,
 }
 
-/// Records read back, oldest first: each one's generation and the jobs it holds.
+/// Records read back, oldest generation first: each one's generation and the jobs it holds.
 pub(crate) type Records = Vec<(u64, Vec<Put>)>;
 
 /// The open log; only the writer thread appends (the slot locks it for a reopen).
 pub(super) struct Wal {
-    file: File,
-    path: PathBuf,
+    /// Each file's cursor stands where its generation's next record goes.
+    files: [File; 2],
+    dir: PathBuf,
     /// Generation of the records appended now.
     generation: u64,
-    /// Whether records were appended since the last checkpoint.
+    /// Whether records of `generation` were appended.
     dirty: bool,
+    /// The newest generation a durable checkpoint covers, as far as this log knows: the other
+    /// file may be started over only once it holds nothing newer.
+    confirmed: u64,
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir` and returns it with every intact record in it,
-    /// oldest first, as (generation, puts).
+    /// Opens (or creates) the log's files in `dir` and returns it with every intact record in
+    /// them, oldest generation first, as (generation, puts).
     pub(super) fn open(dir: &Path) -> io::Result<(Wal, Records)> {
-        let path = dir.join(FILE_NAME);
-        super::private::prepare_file(&path)?;
-        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let records = read_all(&mut file)?;
-        let generation = records.iter().map(|(g, _)| g + 1).max().unwrap_or(1);
-        if let Err(e) = preallocate(&mut file) {
-            // A nearly full disk: the log still works, growing as it goes.
-            tracing::warn!(path = %path.display(), error = %e, "could not preallocate the write-ahead log");
+        let mut files = Vec::with_capacity(2);
+        for name in FILE_NAMES {
+            let path = dir.join(name);
+            super::private::prepare_file(&path)?;
+            files.push(OpenOptions::new().read(true).write(true).open(&path)?);
         }
-        file.seek(SeekFrom::Start(0))?;
+        let mut files: [File; 2] = files
+            .try_into()
+            .map_err(|_| io::Error::other("two files"))?;
+        let records = read_both(&mut files)?;
+        let generation = records.iter().map(|(g, _)| g + 1).max().unwrap_or(1);
+        for (file, name) in files.iter_mut().zip(FILE_NAMES) {
+            if let Err(e) = preallocate(file) {
+                // A nearly full disk: the log still works, growing as it goes.
+                tracing::warn!(path = %dir.join(name).display(), error = %e, "could not preallocate the write-ahead log");
+            }
+            file.seek(SeekFrom::Start(0))?;
+        }
         let wal = Wal {
-            file,
-            path,
+            files,
+            dir: dir.to_owned(),
             generation,
             dirty: !records.is_empty(),
+            // Until the replay has read the stored checkpoint (`resume_after`).
+            confirmed: 0,
         };
         Ok((wal, records))
     }
 
-    /// Every intact record in the file, for a replay after a reopen; appending then goes on
+    /// Every intact record in the files, for a replay after a reopen; appending then goes on
     /// where it stood.
     pub(super) fn reread(&mut self) -> io::Result<Records> {
-        let at = self.file.stream_position()?;
-        let records = read_all(&mut self.file);
-        self.file.seek(SeekFrom::Start(at))?;
+        let at = [
+            self.files[0].stream_position()?,
+            self.files[1].stream_position()?,
+        ];
+        let records = read_both(&mut self.files);
+        for (file, at) in self.files.iter_mut().zip(at) {
+            file.seek(SeekFrom::Start(at))?;
+        }
         records
     }
 
-    /// Gives the preallocated zeros back to the file system, keeping every record of the current
-    /// generation (older ones are checkpointed). Called before the replay of a reopen: the fault
-    /// behind it is most often a full disk, and the replay's commit needs room for the jobs the
-    /// reopen undid. Without this, those 4 MiB could be exactly what a full disk lacks, and the
-    /// store would never recover; the log then grows as it goes until the next start.
+    /// Gives the preallocated zeros back to the file system, keeping every record not yet
+    /// checkpointed (each file is cut where its last append ended). Called before the replay of
+    /// a reopen: the fault behind it is most often a full disk, and the replay's commit needs
+    /// room for the jobs the reopen undid. Without this, those 8 MiB could be exactly what a
+    /// full disk lacks, and the store would never recover; the log then grows as it goes until
+    /// the next start.
     pub(super) fn release_reserve(&mut self) -> io::Result<()> {
-        let at = self.file.stream_position()?;
-        self.file.set_len(at)
+        for file in &mut self.files {
+            let at = file.stream_position()?;
+            file.set_len(at)?;
+        }
+        Ok(())
     }
 
-    /// The generation a checkpoint now covers.
+    /// The generation appended now.
     pub(super) fn generation(&self) -> u64 {
         self.generation
     }
@@ -112,7 +140,7 @@ impl Wal {
         self.dirty
     }
 
-    /// Appends one record holding `puts` and flushes it to the disk.
+    /// Appends one record holding `puts` to the current generation and flushes it to the disk.
     pub(super) fn append(&mut self, puts: &[&Put]) -> io::Result<()> {
         // Serialized straight behind room for the header, into a buffer sized for the batch up
         // front: growing it from empty re-copied a batch of 1 KiB jobs several times over
@@ -131,22 +159,73 @@ impl Wal {
         record[4..8].copy_from_slice(&crc.to_le_bytes());
         record[8..HEADER].copy_from_slice(&self.generation.to_le_bytes());
         self.dirty = true;
-        self.file.write_all(&record)?;
-        self.file.sync_data()
+        let file = &mut self.files[slot(self.generation)];
+        file.write_all(&record)?;
+        file.sync_data()
     }
 
-    /// After a checkpoint covering [`Wal::generation`]: the records so far are in redb for good,
-    /// so the log starts over at offset 0 with the next generation. The old records behind the
-    /// new ones are skipped by a replay (their generation is checkpointed) or end it (a record
-    /// cut by the new ones fails its checksum); either way none is put back. If the seek fails,
-    /// new records follow the old ones, which is as correct and only longer.
-    pub(super) fn checkpointed(&mut self) {
-        self.generation += 1;
-        self.dirty = false;
-        if let Err(e) = self.file.seek(SeekFrom::Start(0)) {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not rewind the write-ahead log");
+    /// Before a checkpoint that may commit while appends go on: ends the current generation and
+    /// returns it (the one the checkpoint must cover), appending from now on to the other file.
+    /// None if that file still holds a generation no durable checkpoint covers (the last
+    /// checkpoint failed): the checkpoint then covers the current generation, and nothing may
+    /// be appended until it is done.
+    pub(super) fn seal(&mut self) -> Option<u64> {
+        if self.generation.saturating_sub(1) > self.confirmed {
+            return None;
+        }
+        let sealed = self.generation;
+        self.start(sealed + 1);
+        Some(sealed)
+    }
+
+    /// Once the stored checkpoint is known (on open and on every reopen): appending goes on past
+    /// it, and what it covers is checkpointed for good.
+    pub(super) fn resume_after(&mut self, checkpointed: u64) {
+        self.confirmed = self.confirmed.max(checkpointed);
+        if self.generation <= checkpointed {
+            self.start(checkpointed + 1);
         }
     }
+
+    /// After a durable checkpoint covering `generation`: what it covers is in redb for good.
+    /// If it covers the current generation (an unsealed checkpoint, a replay), the log starts
+    /// over with the next one.
+    pub(super) fn checkpointed(&mut self, generation: u64) {
+        self.confirmed = self.confirmed.max(generation);
+        if generation >= self.generation {
+            self.start(generation + 1);
+        }
+    }
+
+    /// Appending goes to `generation`'s file from offset 0. The old records behind the new ones
+    /// are skipped by a replay (their generation is checkpointed) or end it (a record cut by the
+    /// new ones fails its checksum); either way none is put back. If the seek fails, new records
+    /// follow the old ones, which is as correct and only longer.
+    fn start(&mut self, generation: u64) {
+        self.generation = generation;
+        self.dirty = false;
+        let (file, name) = (
+            &mut self.files[slot(generation)],
+            FILE_NAMES[slot(generation)],
+        );
+        if let Err(e) = file.seek(SeekFrom::Start(0)) {
+            tracing::warn!(path = %self.dir.join(name).display(), error = %e, "could not rewind the write-ahead log");
+        }
+    }
+}
+
+/// Which of the two files holds `generation`.
+fn slot(generation: u64) -> usize {
+    (generation % 2) as usize
+}
+
+/// Every intact record of both files, oldest generation first (a generation lies in one file,
+/// in the order it was appended).
+fn read_both(files: &mut [File; 2]) -> io::Result<Records> {
+    let mut records = read_all(&mut files[0])?;
+    records.extend(read_all(&mut files[1])?);
+    records.sort_by_key(|(generation, _)| *generation);
+    Ok(records)
 }
 
 /// Extends the file with zeros to `PREALLOCATE` (zeros end a replay: no record has a zero
@@ -213,6 +292,15 @@ mod tests {
         }
     }
 
+    fn end_of(wal: &mut Wal) -> usize {
+        let file = &mut wal.files[slot(wal.generation)];
+        file.stream_position().unwrap() as usize
+    }
+
+    fn path_of(dir: &Path, generation: u64) -> PathBuf {
+        dir.join(FILE_NAMES[slot(generation)])
+    }
+
     #[test]
     fn records_survive_a_reopen_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -220,10 +308,10 @@ mod tests {
         assert!(old.is_empty() && !wal.is_dirty());
         wal.append(&[&put(1), &put(2)]).unwrap();
         wal.append(&[&put(3)]).unwrap();
-        let end = wal.file.stream_position().unwrap() as usize;
+        let end = end_of(&mut wal);
         drop(wal);
         // A record cut short by a crash mid-write, right after the intact ones.
-        let path = dir.path().join(FILE_NAME);
+        let path = path_of(dir.path(), 1);
         let mut data = std::fs::read(&path).unwrap();
         assert_eq!(
             data.len() as u64,
@@ -248,13 +336,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
         wal.append(&[&put(1)]).unwrap();
-        wal.checkpointed();
+        wal.checkpointed(1);
         assert!(!wal.is_dirty());
         wal.append(&[&put(2), &put(3)]).unwrap();
+        wal.checkpointed(2);
+        wal.append(&[&put(4)]).unwrap();
         drop(wal);
-        // The new record overwrote the old one from offset 0 and is the only one read back.
+        // Generation 3 overwrote generation 1 from offset 0 in the same file; generation 2 is
+        // still in the other one, checkpointed (a replay skips it).
         let (_, records) = Wal::open(dir.path()).unwrap();
-        assert_eq!(records, vec![(2, vec![put(2), put(3)])]);
+        assert_eq!(records, vec![(2, vec![put(2), put(3)]), (3, vec![put(4)])]);
+    }
+
+    #[test]
+    fn a_sealed_generation_stays_while_the_next_is_appended_in_the_other_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.resume_after(0);
+        wal.append(&[&put(1)]).unwrap();
+        assert_eq!(wal.seal(), Some(1));
+        assert!(!wal.is_dirty());
+        wal.append(&[&put(2)]).unwrap();
+        // The checkpoint of 1 has not been confirmed: 1's file must not be started over.
+        assert_eq!(
+            wal.seal(),
+            None,
+            "no second seal before the first is durable"
+        );
+        let (_, records) = Wal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![(1, vec![put(1)]), (2, vec![put(2)])]);
+        wal.checkpointed(1);
+        assert_eq!(
+            wal.generation(),
+            2,
+            "a sealed checkpoint leaves the current one"
+        );
+        assert_eq!(wal.seal(), Some(2));
+        wal.append(&[&put(3)]).unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(dir.path()).unwrap();
+        assert_eq!(
+            records,
+            vec![(2, vec![put(2)]), (3, vec![put(3)])],
+            "3 replaced 1 in its file"
+        );
+    }
+
+    #[test]
+    fn the_log_goes_on_past_a_stored_checkpoint_it_has_no_record_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, records) = Wal::open(dir.path()).unwrap();
+        assert!(records.is_empty());
+        // As after a crash that tore the first record of both files: the database says 7.
+        wal.resume_after(7);
+        assert_eq!(wal.generation(), 8);
+        assert_eq!(wal.seal(), Some(8), "everything up to 7 is durable");
+        wal.resume_after(3);
+        assert_eq!(wal.generation(), 9, "an older checkpoint changes nothing");
     }
 
     #[test]
@@ -263,9 +401,9 @@ mod tests {
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
         wal.append(&[&put(1)]).unwrap();
         wal.append(&[&put(2)]).unwrap();
-        let end = wal.file.stream_position().unwrap() as usize;
+        let end = end_of(&mut wal);
         drop(wal);
-        let path = dir.path().join(FILE_NAME);
+        let path = path_of(dir.path(), 1);
         let mut data = std::fs::read(&path).unwrap();
         data[end - 1] ^= 1;
         std::fs::write(&path, &data).unwrap();

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redb::{Durability, WriteTransaction};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::StorageError;
 use super::slot::Slot;
@@ -127,6 +127,34 @@ pub(crate) trait Write: Send {
     fn redo(&self) -> &[Put] {
         &[]
     }
+    /// Whether this is a [`Wake`]: no write of its own, only a checkpoint due.
+    fn is_wake(&self) -> bool {
+        false
+    }
+}
+
+/// Tells an idle writer that [`Deferred`] state grew: a checkpoint (which writes it) is then
+/// due within `MAX_UNSYNCED`, like after any unsynced commit. It commits nothing itself: every
+/// first ack and first dedup record since the last commit sends one, and as an op of its own
+/// each forced an unsynced commit per batch, ten times as many as `SPILL_EVERY` allows, every
+/// one of them adding to the next checkpoint's freed-page records (docs/performance.md,
+/// "Checkpoints off the enqueue path").
+pub(crate) struct Wake;
+
+impl Write for Wake {
+    fn apply(&mut self, _: &WriteTransaction) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, _: Result<Stored, StorageError>) {}
+
+    fn durable(&self) -> Durable {
+        Durable::Later
+    }
+
+    fn is_wake(&self) -> bool {
+        true
+    }
 }
 
 /// A closure run in the transaction whose result goes to `then` once the commit is known.
@@ -218,7 +246,17 @@ pub(super) fn spawn(
         .spawn(move || run(&slot, rx, &counts))
 }
 
-fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
+fn run(slot: &Slot, rx: mpsc::Receiver<Op>, counts: &Counts) {
+    std::thread::scope(|scope| {
+        let committer = Committer::spawn(scope, slot);
+        if let Err(e) = &committer {
+            tracing::warn!(error = %e, "no checkpoint thread: enqueues wait for each checkpoint");
+        }
+        serve(slot, rx, counts, committer.as_ref().ok());
+    });
+}
+
+fn serve(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts, committer: Option<&Committer>) {
     // A runtime of its own on this dedicated thread (never a tokio worker), only to wait for
     // the next op with a deadline.
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -228,35 +266,66 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
         Ok(rt) => rt,
         Err(e) => return tracing::error!(error = %e, "storage writer could not start"),
     };
-    // When the first commit not yet fsync'd was made.
+    // When the first commit not yet fsync'd was made (or the first record the log holds that
+    // no checkpoint covers yet).
     let mut unsynced: Option<Instant> = None;
     // Until when every commit is fsync'd (see `SYNC_ALL_AFTER_FAILURE`).
     let mut sync_all_until: Option<Instant> = None;
     // When deferred state was last written by any commit.
     let mut spilled = Instant::now();
+    // Ops that arrived while a checkpoint committed and could not go to the log: they come
+    // before anything still in the channel.
+    let mut held: Vec<Op> = Vec::new();
     loop {
-        let next = match unsynced {
-            None => rt.block_on(rx.recv()).map(Some),
-            Some(since) => {
-                let deadline = tokio::time::Instant::from_std(since + MAX_UNSYNCED);
-                match rt.block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await }) {
-                    Ok(op) => op.map(Some),
-                    Err(_elapsed) => Some(None), // time to fsync what is unsynced
+        let next = if !held.is_empty() {
+            Some(None)
+        } else {
+            match unsynced {
+                None => rt.block_on(rx.recv()).map(Some),
+                Some(since) => {
+                    let deadline = tokio::time::Instant::from_std(since + MAX_UNSYNCED);
+                    match rt.block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await })
+                    {
+                        Ok(op) => op.map(Some),
+                        Err(_elapsed) => Some(None), // time to fsync what is unsynced
+                    }
                 }
             }
         };
         let Some(first) = next else { break };
-        let mut batch = first.map(|op| drain(op, &mut rx)).unwrap_or_default();
+        let mut batch = match first {
+            Some(op) => drain(op, &mut rx),
+            None => std::mem::take(&mut held),
+        };
+        let ops = batch.len();
+        batch.retain(|op| !op.is_wake());
+        if ops > 0 && batch.is_empty() {
+            unsynced = unsynced.or(Some(Instant::now()));
+            continue;
+        }
+        let sync_all = sync_all_until.is_some_and(|until| Instant::now() < until);
         let now = batch.is_empty()
             || batch
                 .iter()
                 .any(|op| op.durable() == Durable::Now && op.redo().is_empty())
             || unsynced.is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
-            || sync_all_until.is_some_and(|until| Instant::now() < until);
+            || sync_all;
         let logged = !now && batch.iter().any(|op| !op.redo().is_empty());
-        let result = match logged {
-            true => log(slot, &mut batch, counts, &mut spilled),
-            false => commit(slot, &mut batch, now, counts).map(|()| Stored::Db),
+        // When the log took its first enqueue while a checkpoint committed.
+        let mut appended = None;
+        let result = match (logged, now, committer) {
+            (true, _, _) => log(slot, &mut batch, counts, &mut spilled),
+            (false, true, Some(committer)) if !sync_all => {
+                let mut wait = Wait {
+                    rt: &rt,
+                    rx: &mut rx,
+                    held: &mut held,
+                    appended: &mut appended,
+                    counts,
+                };
+                checkpoint(slot, &mut batch, committer, &mut wait).map(|()| Stored::Db)
+            }
+            (false, now, _) => commit(slot, &mut batch, now, counts).map(|()| Stored::Db),
         };
         if !logged {
             spilled = Instant::now();
@@ -265,13 +334,13 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
             tracing::error!(error = %e, ops = batch.len(), "storage commit failed");
         }
         unsynced = match &result {
-            Ok(_) if now => None,
+            Ok(_) if now => appended,
             Ok(_) => unsynced.or(Some(Instant::now())),
             // The file is reopened: it holds what was fsync'd, and nothing else to sync.
             Err(e) if e.is_io() => None,
             // A failed sync is tried again later, not in a loop.
             Err(_) if batch.is_empty() => Some(Instant::now()),
-            Err(_) => unsynced,
+            Err(_) => unsynced.or(appended),
         };
         let failed = result.as_ref().is_err_and(StorageError::is_io);
         if failed {
@@ -284,6 +353,9 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
             op.finish(result.clone());
         }
         if failed {
+            // What waited for the failed commit is refused like everything arriving now.
+            held.drain(..)
+                .for_each(|op| op.finish(Err(StorageError::Unavailable)));
             if !recover::run(slot, &mut rx) {
                 break;
             }
@@ -295,6 +367,172 @@ fn run(slot: &Slot, mut rx: mpsc::Receiver<Op>, counts: &Counts) {
         tracing::error!(error = %e, "storage: last sync failed");
     }
     tracing::debug!("storage writer stopped");
+}
+
+/// The thread that builds and commits checkpoints, so that the writer thread can go on
+/// appending enqueues to the log meanwhile: a checkpoint takes milliseconds (writing what
+/// [`Deferred`] owners keep, then redb's durable commit, which stores the freed-page records of
+/// every unsynced commit before it), and every enqueue waiting behind it used to wait that long
+/// (docs/performance.md, "Why embedded p99 stays at 14 ms").
+struct Committer {
+    jobs: std::sync::mpsc::Sender<Checkpoint>,
+}
+
+/// A checkpoint for the committer: its batch, the log generation it covers, and where its
+/// outcome goes.
+struct Checkpoint {
+    batch: Vec<Op>,
+    covers: Option<u64>,
+    done: oneshot::Sender<Checkpointed>,
+}
+
+/// A checkpoint's batch back, the deferred state's settles and the commit's outcome.
+type Checkpointed = (Vec<Op>, Vec<Settle>, Result<(), StorageError>);
+
+impl Committer {
+    fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        slot: &'scope Slot,
+    ) -> std::io::Result<Committer> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Checkpoint>();
+        std::thread::Builder::new()
+            .name("hookgate-checkpoint".into())
+            .spawn_scoped(scope, move || {
+                for job in rx {
+                    let Checkpoint {
+                        mut batch,
+                        covers,
+                        done,
+                    } = job;
+                    let mut settles = Vec::new();
+                    let result = begin(slot, &mut batch, Commit::Checkpoint, &mut settles)
+                        .and_then(|txn| {
+                            if let Some(generation) = covers {
+                                txn.open_table(META)?.insert(CHECKPOINTED, generation)?;
+                            }
+                            #[cfg(test)]
+                            if let Some((reached, go_on)) = slot.gate.lock().unwrap().take() {
+                                let _ = reached.send(());
+                                let _ = go_on.recv();
+                            }
+                            Ok(txn.commit()?)
+                        });
+                    let _ = done.send((batch, settles, result));
+                }
+            })?;
+        Ok(Committer { jobs })
+    }
+}
+
+/// What the writer serves while a checkpoint commits.
+struct Wait<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    rx: &'a mut mpsc::Receiver<Op>,
+    /// Ops that must wait for the commit.
+    held: &'a mut Vec<Op>,
+    /// When the first enqueue went to the log meanwhile.
+    appended: &'a mut Option<Instant>,
+    counts: &'a Counts,
+}
+
+/// An fsync'd commit of the batch and all deferred state, like [`commit`], built and committed
+/// by the committer thread. If the log could be sealed (see [`Wal::seal`]), enqueues that
+/// arrive meanwhile are appended to its next generation and answered as usual; everything else
+/// waits in `held` for the commit's outcome.
+fn checkpoint(
+    slot: &Slot,
+    batch: &mut Vec<Op>,
+    committer: &Committer,
+    wait: &mut Wait<'_>,
+) -> Result<(), StorageError> {
+    let covers = {
+        let mut wal = slot.wal();
+        match wal.is_dirty() {
+            false => None,
+            true => Some(wal.seal().ok_or(wal.generation())),
+        }
+    };
+    // Appending meanwhile is safe only into a generation this commit does not cover: what the
+    // checkpoint stores of the next one is only stored early.
+    let appendable = !matches!(covers, Some(Err(_)));
+    let covers = covers.map(|c| c.unwrap_or_else(|g| g));
+    let (done, outcome) = oneshot::channel();
+    let job = Checkpoint {
+        batch: std::mem::take(batch),
+        covers,
+        done,
+    };
+    if let Err(std::sync::mpsc::SendError(job)) = committer.jobs.send(job) {
+        *batch = job.batch;
+        return Err(StorageError::Closed);
+    }
+    let (ops, settles, result) = wait.serve(slot, outcome, appendable);
+    *batch = ops;
+    if result.is_ok()
+        && let Some(generation) = covers
+    {
+        slot.wal().checkpointed(generation);
+    }
+    settle(slot, result.is_ok(), true, settles, wait.counts);
+    result
+}
+
+impl Wait<'_> {
+    /// Until the commit's outcome arrives: enqueues go to the log (while `appendable` and the
+    /// log takes them), every other op into `held`.
+    fn serve(
+        &mut self,
+        slot: &Slot,
+        mut outcome: oneshot::Receiver<Checkpointed>,
+        mut appendable: bool,
+    ) -> Checkpointed {
+        let mut open = true;
+        loop {
+            let next = self.rt.block_on(async {
+                tokio::select! {
+                    biased;
+                    done = &mut outcome => Err(done),
+                    op = self.rx.recv(), if open => Ok(op),
+                }
+            });
+            let first = match next {
+                // The committer thread is gone (it panicked): its batch with it.
+                Err(done) => {
+                    return done.unwrap_or((Vec::new(), Vec::new(), Err(StorageError::Closed)));
+                }
+                Ok(Some(op)) => op,
+                Ok(None) => {
+                    open = false; // closing: only the outcome is left to wait for
+                    continue;
+                }
+            };
+            let batch = drain(first, self.rx);
+            let (enqueues, others): (Vec<Op>, Vec<Op>) = batch
+                .into_iter()
+                .partition(|op| appendable && !op.redo().is_empty());
+            self.held.extend(others);
+            if enqueues.is_empty() {
+                continue;
+            }
+            let puts: Vec<&Put> = enqueues.iter().flat_map(|op| op.redo()).collect();
+            let appended = slot.wal().append(&puts);
+            match appended {
+                Ok(()) => {
+                    self.counts.logged.fetch_add(1, Ordering::Relaxed);
+                    self.appended.get_or_insert_with(Instant::now);
+                    enqueues
+                        .into_iter()
+                        .for_each(|op| op.finish(Ok(Stored::Log)));
+                }
+                Err(e) => {
+                    // They wait for the commit, then take the usual way (an fsync'd commit).
+                    tracing::warn!(error = %e, "write-ahead log failed during a checkpoint");
+                    appendable = false;
+                    self.held.extend(enqueues);
+                }
+            }
+        }
+    }
 }
 
 /// A batch without an fsync whose enqueues the write-ahead log makes durable: the other ops
@@ -350,8 +588,50 @@ fn drain(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 /// If any op fails the transaction is dropped (aborted) and the whole batch gets the error.
 fn commit(slot: &Slot, batch: &mut [Op], fsync: bool, counts: &Counts) -> Result<(), StorageError> {
     let mut settles = Vec::new();
-    let result = commit_with(slot, batch, fsync, &mut settles);
-    let ok = result.is_ok();
+    let kind = match fsync {
+        true => Commit::Checkpoint,
+        false => Commit::Unsynced,
+    };
+    let result = begin(slot, batch, kind, &mut settles).and_then(|txn| {
+        let mut wal = slot.wal();
+        let covers = (fsync && wal.is_dirty()).then(|| wal.generation());
+        if let Some(generation) = covers {
+            txn.open_table(META)?.insert(CHECKPOINTED, generation)?;
+        }
+        txn.commit()?;
+        if let Some(generation) = covers {
+            wal.checkpointed(generation);
+        }
+        Ok(())
+    });
+    settle(slot, result.is_ok(), fsync, settles, counts);
+    result
+}
+
+/// A write transaction holding the deferred state and the batch, durable if a checkpoint.
+fn begin(
+    slot: &Slot,
+    batch: &mut [Op],
+    kind: Commit,
+    settles: &mut Vec<Settle>,
+) -> Result<WriteTransaction, StorageError> {
+    let mut txn = slot.begin_write()?;
+    txn.set_durability(match kind {
+        Commit::Checkpoint => Durability::Immediate,
+        Commit::Unsynced => Durability::None,
+    })?;
+    for deferred in slot.deferred() {
+        settles.push(deferred.write(&txn, kind)?);
+    }
+    for op in batch.iter_mut() {
+        op.apply(&txn)?;
+    }
+    Ok(txn)
+}
+
+/// After a commit's outcome is known: readers get a snapshot of it before anyone hears of it,
+/// then the deferred state's owners learn whether it was stored.
+fn settle(slot: &Slot, ok: bool, fsync: bool, settles: Vec<Settle>, counts: &Counts) {
     if ok {
         slot.refresh();
     }
@@ -362,39 +642,4 @@ fn commit(slot: &Slot, batch: &mut [Op], fsync: bool, counts: &Counts) -> Result
             counts.syncs.fetch_add(1, Ordering::Relaxed);
         }
     }
-    result
-}
-
-fn commit_with(
-    slot: &Slot,
-    batch: &mut [Op],
-    fsync: bool,
-    settles: &mut Vec<Settle>,
-) -> Result<(), StorageError> {
-    let mut txn = slot.begin_write()?;
-    txn.set_durability(match fsync {
-        true => Durability::Immediate,
-        false => Durability::None,
-    })?;
-    let kind = match fsync {
-        true => Commit::Checkpoint,
-        false => Commit::Unsynced,
-    };
-    for deferred in slot.deferred() {
-        settles.push(deferred.write(&txn, kind)?);
-    }
-    for op in batch.iter_mut() {
-        op.apply(&txn)?;
-    }
-    let mut wal = slot.wal();
-    let checkpoint = fsync && wal.is_dirty();
-    if checkpoint {
-        txn.open_table(META)?
-            .insert(CHECKPOINTED, wal.generation())?;
-    }
-    txn.commit()?;
-    if checkpoint {
-        wal.checkpointed();
-    }
-    Ok(())
 }
