@@ -405,17 +405,25 @@ impl Committer {
                         done,
                     } = job;
                     let mut settles = Vec::new();
-                    let result = begin(slot, &mut batch, Commit::Checkpoint, &mut settles)
-                        .and_then(|txn| {
-                            if let Some(generation) = covers {
-                                txn.open_table(META)?.insert(CHECKPOINTED, generation)?;
-                            }
-                            #[cfg(test)]
-                            if let Some((reached, go_on)) = slot.gate.lock().unwrap().take() {
-                                let _ = reached.send(());
-                                let _ = go_on.recv();
-                            }
-                            Ok(txn.commit()?)
+                    // A panic (a bug in redb or in an op) fails this checkpoint, not the thread:
+                    // the settles gathered so far must hear of it, or the jobs they cover would
+                    // stay marked as being stored and no later checkpoint would write them.
+                    let build = || {
+                        let txn = begin(slot, &mut batch, Commit::Checkpoint, &mut settles)?;
+                        if let Some(generation) = covers {
+                            txn.open_table(META)?.insert(CHECKPOINTED, generation)?;
+                        }
+                        #[cfg(test)]
+                        if let Some((reached, go_on)) = slot.gate.lock().unwrap().take() {
+                            let _ = reached.send(());
+                            let _ = go_on.recv();
+                        }
+                        Ok(txn.commit()?)
+                    };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+                        .unwrap_or_else(|_| {
+                            tracing::error!("storage checkpoint panicked");
+                            Err(StorageError::Unavailable)
                         });
                     let _ = done.send((batch, settles, result));
                 }
@@ -496,7 +504,7 @@ impl Wait<'_> {
                 }
             });
             let first = match next {
-                // The committer thread is gone (it panicked): its batch with it.
+                // The committer thread is gone: its batch with it.
                 Err(done) => {
                     return done.unwrap_or((Vec::new(), Vec::new(), Err(StorageError::Closed)));
                 }
