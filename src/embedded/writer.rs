@@ -522,11 +522,8 @@ impl Wait<'_> {
             if enqueues.is_empty() {
                 continue;
             }
-            let puts: Vec<&Put> = enqueues.iter().flat_map(|op| op.redo()).collect();
-            let appended = slot.wal().append(&puts);
-            match appended {
+            match append(slot, &enqueues, self.counts) {
                 Ok(()) => {
-                    self.counts.logged.fetch_add(1, Ordering::Relaxed);
                     self.appended.get_or_insert_with(Instant::now);
                     enqueues
                         .into_iter()
@@ -562,18 +559,21 @@ fn log(
         commit(slot, others, false, counts)?;
         *spilled = Instant::now();
     }
-    let puts: Vec<&Put> = enqueues.iter().flat_map(|op| op.redo()).collect();
-    let appended = slot.wal().append(&puts);
-    match appended {
-        Ok(()) => {
-            counts.logged.fetch_add(1, Ordering::Relaxed);
-            Ok(Stored::Log)
-        }
+    match append(slot, enqueues, counts) {
+        Ok(()) => Ok(Stored::Log),
         Err(e) => {
             tracing::warn!(error = %e, "write-ahead log failed; committing with an fsync instead");
             commit(slot, enqueues, true, counts).map(|()| Stored::Db)
         }
     }
+}
+
+/// Appends the enqueues' jobs to the log as one record and flushes it.
+fn append(slot: &Slot, enqueues: &[Op], counts: &Counts) -> std::io::Result<()> {
+    let puts: Vec<&Put> = enqueues.iter().flat_map(|op| op.redo()).collect();
+    slot.wal().append(&puts)?;
+    counts.logged.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Takes `first` and whatever else is already waiting, up to `MAX_BATCH`.
