@@ -111,8 +111,10 @@ async fn load(gw: &Gateway, tag: &str, senders: usize, stop: Arc<AtomicBool>) ->
     all
 }
 
-/// Waits until the sink received every id in `accepted` (each at least once).
-async fn all_delivered(sink: &Sink, accepted: &HashSet<String>, within: Duration) {
+/// Waits until the sink received every id in `accepted` (each at least once). A timeout names
+/// the missing ids and what the cluster's streams hold, so a failure in CI explains itself.
+async fn all_delivered(gw: &Gateway, cluster: &Cluster, sink: &Sink, accepted: &HashSet<String>) {
+    let within = Duration::from_secs(30);
     let delivered = || -> HashSet<String> {
         sink.delivered()
             .iter()
@@ -122,10 +124,25 @@ async fn all_delivered(sink: &Sink, accepted: &HashSet<String>, within: Duration
             })
             .collect()
     };
-    eventually(within, "every acknowledged event delivered", async || {
-        accepted.is_subset(&delivered())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let seen = delivered();
+        let mut missing: Vec<&String> = accepted.difference(&seen).collect();
+        if missing.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            missing.sort();
+            let streams = tokio::task::block_in_place(|| cluster.streams(&gw.opts.key_prefix));
+            panic!(
+                "{} of {} acknowledged events not delivered within {within:?}: {:?}\n{streams}",
+                missing.len(),
+                accepted.len(),
+                &missing[..missing.len().min(10)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A master is SIGKILLed mid-load with `wait_replicas = 1`: its slots answer 503 +
@@ -188,7 +205,7 @@ async fn a_master_killed_mid_load_loses_no_acknowledged_event() {
         "{} accepted, {refused} refused during the failover",
         accepted.len()
     );
-    all_delivered(&sink, &accepted, Duration::from_secs(30)).await;
+    all_delivered(&gw, &cluster, &sink, &accepted).await;
     gw.finish().await;
 }
 
@@ -247,7 +264,7 @@ async fn a_slot_migrated_under_load_loses_nothing_and_refuses_nothing() {
         "{} events sent across the migration of {count} slots",
         accepted.len()
     );
-    all_delivered(&sink, &accepted, Duration::from_secs(30)).await;
+    all_delivered(&gw, &cluster, &sink, &accepted).await;
     gw.finish().await;
 }
 

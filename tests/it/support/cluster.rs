@@ -302,6 +302,17 @@ impl Cluster {
     /// `redis-cli --cluster reshard` (it takes the source's lowest slots first). Async: the
     /// gateways under test keep running in this runtime meanwhile.
     pub async fn reshard(&self, from: u16, to: u16, slots: u16) {
+        // `reshard` refuses (and moves nothing) while nodes disagree about the slot map, which
+        // gossip settles some time after `cluster_state:ok` on a loaded machine.
+        let seed = format!("127.0.0.1:{from}");
+        tokio::task::block_in_place(|| {
+            wait_until(SETTLE, "every node agrees on the slot map", || {
+                Command::new("redis-cli")
+                    .args(["--cluster", "check", &seed])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+        });
         let topo = self.topology();
         let id = |port: u16| topo.iter().find(|n| n.port == port).unwrap().id.clone();
         let out = tokio::process::Command::new("redis-cli")
@@ -320,6 +331,35 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// What every master holds under `prefix`, for failure reports: each non-empty stream's
+    /// length and consumer groups (`XINFO GROUPS`: leases pending, last delivered id, lag),
+    /// and each non-empty sorted set (retries waiting).
+    pub fn streams(&self, prefix: &str) -> String {
+        let mut out = String::new();
+        for master in self.masters() {
+            for key in self.keys_on(master, &format!("{prefix}:*")) {
+                let kind = cli(master, &["type", &key]).unwrap_or_default();
+                let line = match kind.trim() {
+                    "stream" => {
+                        let len = cli(master, &["xlen", &key]).unwrap_or_default();
+                        let groups = cli(master, &["xinfo", "groups", &key]).unwrap_or_default();
+                        let groups = groups.split_whitespace().collect::<Vec<_>>().join(" ");
+                        let idle = len.trim() == "0" && groups.contains("pending 0 ");
+                        (!idle).then(|| format!("xlen {} groups [{groups}]", len.trim()))
+                    }
+                    "zset" => cli(master, &["zcard", &key])
+                        .filter(|n| n.trim() != "0")
+                        .map(|n| format!("zcard {}", n.trim())),
+                    _ => None,
+                };
+                if let Some(line) = line {
+                    out += &format!("{master} {key}: {line}\n");
+                }
+            }
+        }
+        out
     }
 
     /// Keys on the master on `port` matching `pattern` (`SCAN` on that node only).
