@@ -221,7 +221,50 @@ impl Redis {
         pipe: &Pipeline,
     ) -> Result<T, RedisError> {
         let mut conn = self.conn();
-        self.run(pipe.query_async(&mut conn)).await
+        self.send_pipe(&mut conn, pipe).await
+    }
+
+    /// Sends `pipe` on `conn` within `op_timeout`, sending a transaction again while a Redis
+    /// Cluster refuses it because its slot is migrating (ASK, TRYAGAIN) or moved (MOVED).
+    ///
+    /// redis-rs follows those redirects for single commands and scripts, but a MULTI whose
+    /// queued commands were refused comes back whole as an aborted transaction (`Transaction
+    /// aborted: [(Index 0, error: Moved: 98 …)]`, answered 503 during a reshard in
+    /// `tests/it/cluster.rs`). Nothing of an aborted transaction ran, so sending it again is
+    /// safe. A migrating slot is waited out (it turns into MOVED once its keys have moved); on
+    /// MOVED a single command on the transaction's key has the client follow the redirect and
+    /// refresh its slot map first.
+    async fn send_pipe<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+        pipe: &Pipeline,
+    ) -> Result<T, RedisError> {
+        let deadline = tokio::time::Instant::now() + self.0.op_timeout;
+        let mut wait = Duration::from_millis(RETRY_WAIT_MIN_MS);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = match self.within(left, pipe.query_async(conn)).await {
+                Err(RedisError::Command(e)) if self.is_cluster() => e,
+                other => return other,
+            };
+            let Some(redirect) = refused_by_slot(&err) else {
+                return Err(err.into());
+            };
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(err.into());
+            }
+            if redirect == SlotRefusal::Moved
+                && let Some(key) = first_key(pipe)
+            {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(key);
+                // Only the redirect it follows matters; the next attempt reports any failure.
+                let _ = self.within(left, exists.query_async::<Value>(conn)).await;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(RETRY_WAIT_MAX_MS));
+        }
     }
 
     /// Runs one Redis call within `op_timeout`.
@@ -292,7 +335,7 @@ impl Redis {
             return self.query_pipe(pipe).await;
         }
         let mut conn = self.writer().await?;
-        let out: T = self.run(pipe.query_async(&mut conn)).await?;
+        let out: T = self.send_pipe(&mut conn, pipe).await?;
         self.wait_for_replicas(conn, key).await?;
         Ok(out)
     }
@@ -438,6 +481,43 @@ impl Redis {
     }
 }
 
+/// Why a cluster refused a transaction's queued commands: the slot moved, or is migrating.
+#[derive(Debug, PartialEq, Eq)]
+enum SlotRefusal {
+    Moved,
+    Migrating,
+}
+
+/// Whether `err` is a transaction aborted because a cluster refused its commands' slot.
+fn refused_by_slot(err: &redis::RedisError) -> Option<SlotRefusal> {
+    use redis::{ErrorKind, ServerErrorKind};
+    if err.kind() != ErrorKind::Server(ServerErrorKind::ExecAbort) {
+        return None;
+    }
+    let errors = err.clone().into_server_errors()?;
+    let mut refusal = None;
+    for (_, e) in errors.iter() {
+        match e.kind() {
+            Some(ServerErrorKind::Moved) => refusal = Some(SlotRefusal::Moved),
+            Some(ServerErrorKind::Ask | ServerErrorKind::TryAgain) => {
+                refusal = refusal.or(Some(SlotRefusal::Migrating));
+            }
+            // Any other refusal is the transaction's own fault: sending it again cannot help.
+            _ => return None,
+        }
+    }
+    refusal
+}
+
+/// The key of a pipeline's first command (its second argument: every command this crate sends
+/// in a transaction names its key first).
+fn first_key(pipe: &Pipeline) -> Option<Vec<u8>> {
+    match pipe.cmd_iter().next()?.args_iter().nth(1)? {
+        redis::Arg::Simple(key) => Some(key.to_vec()),
+        _ => None,
+    }
+}
+
 /// Shortest wait between two retries of a cluster command, in ms.
 const RETRY_WAIT_MIN_MS: u64 = 20;
 /// Longest wait between two retries of a cluster command, in ms.
@@ -447,8 +527,8 @@ const RETRY_WAIT_MAX_MS: u64 = 250;
 /// command. The client waits a random time between the minimum and a doubling ceiling (capped
 /// at `RETRY_WAIT_MAX_MS`) before each, ~135 ms on average once capped: a fixed 8 retries gave
 /// up after ~0.6 s, so a slot migration that held a key busy for longer was answered 503 with
-/// time left (the likely cause of one 503 in CI, `tests/it/cluster.rs`, a slot migrated under
-/// load).
+/// time left. (A transaction refused mid-migration is not retried by the client at all:
+/// [`Redis::send_pipe`] does that.)
 fn cluster_retries(op_timeout: Duration) -> u32 {
     let mean_wait = (RETRY_WAIT_MIN_MS + RETRY_WAIT_MAX_MS) / 2;
     let covering = op_timeout.as_millis() as u64 / mean_wait;
@@ -577,6 +657,45 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transactions_key_is_its_first_commands_first_argument() {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("XADD")
+            .arg("hg:{stripe/3}:q:stripe")
+            .arg("*")
+            .arg("j")
+            .arg("x");
+        pipe.cmd("XDEL").arg("hg:{stripe/3}:q:other").arg("1-0");
+        assert_eq!(
+            first_key(&pipe).as_deref(),
+            Some(&b"hg:{stripe/3}:q:stripe"[..])
+        );
+        assert_eq!(first_key(&redis::pipe()), None);
+    }
+
+    /// A transaction Redis aborts for a fault of its own (here a command queued with the
+    /// wrong arity) is not one a slot refused: it fails at once, never sent again.
+    #[tokio::test]
+    async fn a_transaction_aborted_for_its_own_fault_is_not_sent_again() {
+        let client = redis::Client::open(testing::url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("XADD").arg("hgtest-aborted");
+        let err = pipe.query_async::<()>(&mut conn).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort),
+            "{err}"
+        );
+        assert_eq!(refused_by_slot(&err), None);
+        let mut single = redis::cmd("XADD");
+        single.arg("hgtest-aborted");
+        let err = single.query_async::<()>(&mut conn).await.unwrap_err();
+        assert_eq!(refused_by_slot(&err), None);
+    }
 
     fn config(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -458,6 +458,20 @@ pub struct Gateway {
     task: tokio::task::JoinHandle<Result<(), hookgate::RunError>>,
 }
 
+/// `HOOKGATE_TEST_LOG=warn` (any `RUST_LOG`-style filter) shows what the in-process gateways
+/// log, each line in the output of the test that printed it; by default they log nothing.
+fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("HOOKGATE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 impl Gateway {
     pub async fn start(o: Opts) -> Gateway {
         Self::start_in(tempfile::tempdir().unwrap(), o).await
@@ -475,6 +489,7 @@ impl Gateway {
         ingress: TcpListener,
         edit: impl FnOnce(String) -> String,
     ) -> Gateway {
+        logs();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (ingress.local_addr().unwrap(), admin.local_addr().unwrap());
         let file = dir.path().join("hookgate.toml");
