@@ -58,12 +58,24 @@ impl EmbeddedQueue {
                 schedule.block(key.value().0, order_key, id, since);
             }
         }
+        // Unordered jobs go in per lane at once (`Schedule::load`); ordered ones one by one,
+        // in seq order, through their key's chain.
+        let mut unordered: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
             let (lane, seq) = key.value();
             let (due, order_key) = record::due_and_key_of(value.value())?;
-            schedule.insert(lane, due, seq, order_key);
+            match order_key {
+                Some(_) => schedule.insert(lane, due, seq, order_key),
+                None if unordered.contains_key(lane) => {
+                    unordered.get_mut(lane).expect("present").push((due, seq));
+                }
+                None => drop(unordered.insert(lane.to_owned(), vec![(due, seq)])),
+            }
             last = last.max(seq);
+        }
+        for (lane, jobs) in unordered {
+            schedule.load(&lane, jobs);
         }
         let next_seq = Arc::new(AtomicU64::new(last + 1));
         let hot = Hot::new(Arc::clone(&next_seq));
