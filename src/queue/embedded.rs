@@ -67,6 +67,7 @@ impl EmbeddedQueue {
             let (due, order_key) = record::due_and_key_of(value.value())?;
             match order_key {
                 Some(_) => schedule.insert(lane, due, seq, order_key),
+                // Looked up before inserting: `entry` would need a `String` per job.
                 None if unordered.contains_key(lane) => {
                     unordered.get_mut(lane).expect("present").push((due, seq));
                 }
