@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 /// Nodes of a test cluster: three masters, one replica each.
 const NODES: usize = 6;
-/// How long a cluster may take to form, or to heal after a failover or a reshard.
-const SETTLE: Duration = Duration::from_secs(30);
+/// How long a cluster may take to form, or to heal after a failover or a reshard. Generous:
+/// with three copies of the cluster tests at once on two cores, a failover once took longer
+/// than 30 s (node timeouts of 1 s flag loaded nodes as failing, and elections fail and wait).
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// One `redis-server` of the cluster.
 struct Node {
@@ -274,28 +276,72 @@ impl Cluster {
         });
     }
 
-    /// Waits until every live node reports `cluster_state:ok`, every slot is served by a live
-    /// master, and every replica of a live master has its replication link up.
+    /// Waits until the cluster is healthy ([`Cluster::healthy`]); a timeout shows each live
+    /// node's view of it and the end of its log.
     pub fn wait_healthy(&self) {
-        wait_until(SETTLE, "cluster_state:ok on every live node", || {
-            let live = self.live_ports();
-            let all_ok = live.iter().all(|&p| {
-                cli(p, &["cluster", "info"]).is_some_and(|o| o.contains("cluster_state:ok"))
+        let deadline = Instant::now() + SETTLE;
+        while !self.healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "cluster not healthy within {SETTLE:?}:\n{}",
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether every live node reports `cluster_state:ok`, every slot is served by a live
+    /// master, and every replica of a live master has its replication link up.
+    fn healthy(&self) -> bool {
+        let live = self.live_ports();
+        let all_ok = live
+            .iter()
+            .all(|&p| cli(p, &["cluster", "info"]).is_some_and(|o| o.contains("cluster_state:ok")));
+        let topo = self.topology();
+        let masters_live = topo
+            .iter()
+            .filter(|n| n.master && !n.slots.is_empty())
+            .all(|n| live.contains(&n.port) && !n.failed);
+        let replicas_up = topo
+            .iter()
+            .filter(|n| !n.master && live.contains(&n.port))
+            .all(|n| {
+                cli(n.port, &["info", "replication"])
+                    .is_some_and(|o| o.contains("master_link_status:up"))
             });
-            let topo = self.topology();
-            let masters_live = topo
-                .iter()
-                .filter(|n| n.master && !n.slots.is_empty())
-                .all(|n| live.contains(&n.port) && !n.failed);
-            let replicas_up = topo
-                .iter()
-                .filter(|n| !n.master && live.contains(&n.port))
-                .all(|n| {
-                    cli(n.port, &["info", "replication"])
-                        .is_some_and(|o| o.contains("master_link_status:up"))
-                });
-            all_ok && masters_live && replicas_up
-        });
+        all_ok && masters_live && replicas_up
+    }
+
+    /// Each live node's view of the cluster and the end of its log, for a failure message.
+    fn report(&self) -> String {
+        let mut out = String::new();
+        for port in self.live_ports() {
+            let state = cli(port, &["cluster", "info"])
+                .and_then(|i| {
+                    i.lines()
+                        .find(|l| l.starts_with("cluster_state"))
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let link = cli(port, &["info", "replication"])
+                .and_then(|i| {
+                    i.lines()
+                        .find(|l| l.starts_with("master_link_status"))
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let nodes = cli(port, &["cluster", "nodes"]).unwrap_or_default();
+            let log = std::fs::read_to_string(self._dir.path().join(format!("{port}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            out += &format!("-- {port}: {} {}\n{nodes}", state.trim(), link.trim());
+            out += &tail
+                .into_iter()
+                .rev()
+                .map(|l| format!("   {l}\n"))
+                .collect::<String>();
+        }
+        out
     }
 
     /// Moves `slots` slots from the master on `from` to the master on `to` with
