@@ -316,20 +316,8 @@ impl Cluster {
     fn report(&self) -> String {
         let mut out = String::new();
         for port in self.live_ports() {
-            let state = cli(port, &["cluster", "info"])
-                .and_then(|i| {
-                    i.lines()
-                        .find(|l| l.starts_with("cluster_state"))
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default();
-            let link = cli(port, &["info", "replication"])
-                .and_then(|i| {
-                    i.lines()
-                        .find(|l| l.starts_with("master_link_status"))
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default();
+            let state = line_of(port, &["cluster", "info"], "cluster_state");
+            let link = line_of(port, &["info", "replication"], "master_link_status");
             let nodes = cli(port, &["cluster", "nodes"]).unwrap_or_default();
             let log = std::fs::read_to_string(self._dir.path().join(format!("{port}.log")))
                 .unwrap_or_default();
@@ -421,6 +409,13 @@ impl Cluster {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// The line of `redis-cli -p PORT args…`'s answer that starts with `field`, or "".
+fn line_of(port: u16, args: &[&str], field: &str) -> String {
+    cli(port, args)
+        .and_then(|o| o.lines().find(|l| l.starts_with(field)).map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Starts a node on `port` (cluster bus on `bus`); its `nodes-PORT.conf` in `dir` makes a
