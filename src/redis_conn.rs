@@ -676,9 +676,10 @@ mod tests {
     }
 
     /// A transaction Redis aborts for a fault of its own (here a command queued with the
-    /// wrong arity) is not one a slot refused: it fails at once, never sent again.
+    /// wrong arity), and a plain command error, are not slot refusals: `send_pipe` returns
+    /// them at once instead of sending them again.
     #[tokio::test]
-    async fn a_transaction_aborted_for_its_own_fault_is_not_sent_again() {
+    async fn an_abort_for_the_transactions_own_fault_is_no_slot_refusal() {
         let client = redis::Client::open(testing::url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let mut pipe = redis::pipe();

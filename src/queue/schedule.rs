@@ -148,7 +148,7 @@ impl Schedule {
     /// Adds the stored unordered jobs of a lane, `(due_ms, seq)`, at once: the schedule rebuilt
     /// at open. Built from sorted input, the set's nodes are full; inserted one by one in seq
     /// order, each node keeps 6 of its 11 slots, and a million queued jobs cost ~34 MB instead
-    /// of ~18 (docs/performance.md, "2026-12-08").
+    /// of ~18 (docs/performance.md, "Kept: the schedule of a stored backlog built at once").
     pub(super) fn load(&self, lane: &str, jobs: Vec<(u64, u64)>) {
         let mut lanes = self.lock();
         let queue = entry(&mut lanes, lane);
